@@ -1,0 +1,13 @@
+"""The LADSDIn method (``ladsdin.models``): pure array code, usable from a notebook.
+
+Uses only numpy, torch, xarray and scikit-image; never imports the stream or state layers.
+
+- ``cube``: the cube contract and its checks
+- ``cleaning``: calendar regularisation, gaps, masking, downsampling, KNN fill (step 1)
+- ``baseline``: offset + velocity + annual model (normaliser and classical baseline)
+- ``lstm``, ``training``, ``forecaster``: the per-pixel forecaster (steps 2-3)
+- ``thresholds``: eqs. 3-5; ``labelling``: spatial screen and eq. 6; ``alerts``: GeoJSON
+- ``detector``: scoring one epoch; ``batch``: the offline workflow on a whole cube
+- ``simulation``: a LiCSAR-like simulator with Okada (1985) sources
+"""
+from __future__ import annotations

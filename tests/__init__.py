@@ -1,0 +1,1 @@
+"""Test package (lets tests import the seeded fixture writers as tests.fixtures.*)."""
