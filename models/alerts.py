@@ -21,7 +21,7 @@ def _ring_area(ring: np.ndarray) -> float:
     return 0.5 * float(np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1]))
 
 
-def object_polygon(obj: SeismicObject, lat: np.ndarray, lon: np.ndarray, tolerance_px: float = 0.5) -> list[list[list[float]]]:
+def object_polygon(obj: SeismicObject, lat: np.ndarray, lon: np.ndarray, tolerance_px: float = 0.25) -> list[list[list[float]]]:
     """Outline of one object as GeoJSON Polygon coordinates [[[lon, lat], ...]].
 
     The outline follows the outer edges of the object's pixels (pixel centres +- half a posting),

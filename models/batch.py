@@ -157,6 +157,7 @@ class DetectionResult:
                     "largest_object_px": s.largest_object,
                     "n_seismic_objects": len(s.objects),
                     "common_mode_mm": round(s.common_mode_mm, 3),
+                    "seconds": round(s.seconds, 4),
                 }
                 for s in self.scores
             ],

@@ -6,6 +6,7 @@ re-anchor confirmed steps and advance every pixel's recurrent state with what wa
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,6 +68,7 @@ class EpochScore:
     threshold: np.ndarray | None = None  # float32 N_m * sigma * g(m), mm
     deformation: np.ndarray | None = None  # float32 D_s, NaN outside seismic objects
     filled: bool = False  # the epoch was invented by KNN filling (paper mode only)
+    seconds: float = 0.0  # wall time of scoring this epoch
 
 
 def score_epoch(
@@ -93,6 +95,7 @@ def score_epoch(
     """
     if slot <= state.slot:
         raise ValueError(f"slot {slot} is not after the state's last slot {state.slot}")
+    t0 = time.perf_counter()
     while state.slot < slot - 1:
         state = fc.advance(state, None)
     pred, horizon = fc.predict(state)
@@ -128,9 +131,15 @@ def score_epoch(
 
     if params.reanchor and objects:
         # Re-anchor: a confirmed step becomes the pixel's new level, so a network that learned
-        # "jumps revert" does not keep forecasting a return (late or repeated alerts).
-        in_obj = seismic_map.reshape(-1)[grid.index]
-        state.offset = state.offset + torch.from_numpy(np.where(in_obj, rc, 0.0).astype(np.float32)).to(fc.device)
+        # "jumps revert" does not keep forecasting a return (late or repeated alerts). The
+        # deformation field reaches beyond the N_m sigma contour, so pixels above half the
+        # threshold that connect to a seismic object are re-anchored too (hysteresis).
+        with np.errstate(invalid="ignore"):
+            weak = valid & (np.abs(rc) > 0.5 * thr)
+        labels, _ = label_anomalies(grid.scatter(weak, fill=False, dtype=bool), params.connectivity)
+        hit = np.unique(labels[seismic_map])
+        region = np.isin(labels, hit[hit > 0]).reshape(-1)[grid.index]
+        state.offset = state.offset + torch.from_numpy(np.where(region, rc, 0.0).astype(np.float32)).to(fc.device)
     new_state = fc.advance(state, obs)
     score = EpochScore(
         slot=slot,
@@ -148,5 +157,6 @@ def score_epoch(
         threshold=grid.scatter(thr),
         deformation=deformation,
         filled=filled,
+        seconds=time.perf_counter() - t0,
     )
     return score, new_state
