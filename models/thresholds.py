@@ -84,13 +84,29 @@ def temporal_screen(n_anomalous: int, n_a: int) -> bool:
     return n_anomalous >= n_a
 
 
-def common_mode(residual: np.ndarray, sigma: np.ndarray, nm: float, iterations: int = 3) -> float:
+def _histogram_mode(r: np.ndarray, bin_width: float) -> float:
+    """Centre of the most populated bin (3-bin smoothed) of ``r``: the far-field level of an epoch.
+
+    Unlike the median, the mode stays with the undeformed far field even when an earthquake
+    covers most of a frame, because coseismic values spread over hundreds of mm while the far
+    field piles up within a sigma or two.
+    """
+    lo, hi = np.percentile(r, [0.5, 99.5])
+    bin_width = max(bin_width, (hi - lo) / 20_000, 1e-3)
+    n_bins = max(int(np.ceil((hi - lo) / bin_width)), 1)
+    counts, edges = np.histogram(r, bins=n_bins, range=(lo, lo + n_bins * bin_width))
+    smooth = np.convolve(counts, np.ones(3), mode="same")
+    k = int(np.argmax(smooth))
+    return float(0.5 * (edges[k] + edges[k + 1]))
+
+
+def common_mode(residual: np.ndarray, sigma: np.ndarray, nm: float, iterations: int = 5) -> float:
     """Robust frame-wide offset of one epoch's residual map (mm).
 
-    Reference-area and unwrapping effects shift a whole epoch by tens of mm; removing the
-    median before thresholding matters more than the choice of model (DESIGN.md §1). The
-    median is re-taken over pixels that are not anomalous after the previous estimate, so a
-    large earthquake does not drag the offset with it.
+    Reference-area and unwrapping effects shift a whole epoch by tens of mm; removing that offset
+    before thresholding matters more than the choice of model (DESIGN.md §1). The estimate starts
+    at the histogram mode of the residuals and is refined by the median of the pixels within
+    N_m sigma of it, so an earthquake covering most of a frame drags neither.
 
     Args:
         residual: (n_pix,) D_k - P_k, mm, NaN where unobserved.
@@ -103,7 +119,7 @@ def common_mode(residual: np.ndarray, sigma: np.ndarray, nm: float, iterations: 
     if ok.sum() < MIN_PIXELS_FOR_COMMON_MODE:
         return 0.0
     r, s = residual[ok], sigma[ok]
-    cm = float(np.median(r))
+    cm = _histogram_mode(r, 0.5 * float(np.median(s)))
     for _ in range(iterations):
         keep = np.abs(r - cm) <= nm * s
         if keep.sum() < MIN_PIXELS_FOR_COMMON_MODE:
@@ -134,7 +150,10 @@ def planar_ramp(
     g_all = np.column_stack([np.ones(residual.size), rows, cols]).astype(np.float64)
     r = np.where(ok0, residual, 0.0).astype(np.float64)
     s = np.where(ok0, sigma, np.inf)
-    keep = ok0.copy()
+    # Start from the pixels near the epoch's far-field level, not from all of them.
+    keep = ok0 & (np.abs(r - common_mode(residual, sigma, nm)) <= np.maximum(nm * s, 3.0 * float(np.nanmedian(sigma))))
+    if keep.sum() < MIN_PIXELS_FOR_COMMON_MODE:
+        keep = ok0.copy()
     plane = np.zeros(residual.size)
     for _ in range(iterations):
         coef, *_ = np.linalg.lstsq(g_all[keep], r[keep], rcond=None)

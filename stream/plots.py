@@ -383,7 +383,9 @@ def _pixel_series(ctx: _Context) -> Figure:
     # The detector thresholds D - P after removing the epoch's frame-wide common mode, so the
     # band it actually applied is centred on P + common mode.
     ax.fill_between(when, pred + cm - thr, pred + cm + thr, color="#1f77b4", alpha=0.2, step="mid", label="P_k + common mode ± N_m σ g(m) (eq. 4)")
-    ax.plot(when, pred, "-", color="#1f77b4", lw=1.2, marker="o", ms=3, label="forecast P_k")
+    ax.plot(when, pred + cm, "-", color="#1f77b4", lw=1.2, marker="o", ms=3, label="forecast P_k + frame common mode")
+    if np.nanmax(np.abs(cm)) > 0.5:
+        ax.plot(when, pred, "--", color="#1f77b4", lw=0.8, alpha=0.7, label="forecast P_k (no common mode)")
     if flag.any():
         ax.plot(when[flag], obs_at[flag], "o", mfc="none", mec="#ff7f0e", ms=9, mew=1.5, label="anomalous (eq. 4)")
     if seis.any():

@@ -72,6 +72,18 @@ def test_common_mode_ignores_a_large_event():
     assert robust < 0.15 and robust < plain / 10
 
 
+def test_common_mode_stays_with_the_far_field_when_a_quake_covers_most_of_the_frame():
+    # 70 % of the pixels carry coseismic values spread over -700..+100 mm (DESIGN.md §1)
+    rng = np.random.default_rng(3)
+    n = 50_000
+    r = rng.normal(-7.0, 6.0, n)
+    quake = rng.random(n) < 0.7
+    r[quake] += rng.uniform(-700.0, 100.0, quake.sum())
+    sigma = np.full(n, 6.0)
+    assert abs(np.median(r) - (-7.0)) > 40  # the median follows the quake
+    assert common_mode(r, sigma, 6.0) == pytest.approx(-7.0, abs=1.0)
+
+
 def test_common_mode_needs_enough_pixels():
     assert common_mode(np.array([5.0]), np.array([1.0]), 6.0) == 0.0
 
