@@ -22,7 +22,7 @@ from .alerts import object_feature
 from .cleaning import Calendar, gap_runs, knn_fill, missing_slots, regularise, to_calendar, valid_pixels
 from .cube import SIGN, UNITS, CubeError, pixel_spacing_deg
 from .detector import COMMON_MODES, EpochScore, PixelGrid, ScoreParams, score_epoch
-from .forecaster import Forecaster, fit_forecaster
+from .forecaster import Forecaster, PixelState, fit_forecaster
 from .thresholds import MIN_PIXELS_FOR_COMMON_MODE, pixel_area_km2, seismic_pixel_count
 from .training import TrainConfig
 
@@ -166,6 +166,61 @@ class DetectionResult:
         }
 
 
+@dataclass
+class FrameModel:
+    """A frame's fitted detector: what the stream persists per frame (with the pixel state)."""
+
+    forecaster: Forecaster
+    grid: PixelGrid
+    params: ScoreParams
+    model_version: str
+    pixel_area_km2: float  # native A_p at the frame centre
+
+
+def select_pixels(d_train: np.ndarray, lat: np.ndarray, lon: np.ndarray, coherence: np.ndarray | None, cfg: DetectConfig) -> PixelGrid:
+    """The modelled pixels of a frame: coherent enough and observed often enough in training.
+
+    Args:
+        d_train: (n_slots, n_lat, n_lon) calendar-regular training displacement, NaN = gap.
+
+    Raises:
+        CubeError: when no pixel qualifies.
+    """
+    mask = valid_pixels(d_train, coherence, cfg.min_coherence, cfg.min_valid_fraction)
+    if not mask.any():
+        raise CubeError(
+            f"no pixel is coherent (>= {cfg.min_coherence}) and observed in >= {cfg.min_valid_fraction:.0%} of the "
+            "training epochs; lower --min-coherence or check the cube's NaN mask"
+        )
+    return PixelGrid(lat=lat, lon=lon, index=np.flatnonzero(mask.ravel()))
+
+
+def bootstrap_frame(
+    y: np.ndarray, grid: PixelGrid, train_calendar: Calendar, pixel_area: float, cfg: DetectConfig, device: torch.device, progress: bool = False
+) -> tuple[FrameModel, PixelState]:
+    """Fit a frame's detector on its training slots and warm every pixel's state through them.
+
+    Args:
+        y: (n_slots, P) float32 training displacement of the modelled pixels, LOS mm, NaN = gap.
+        train_calendar: slot 0 = row 0 of ``y``; ``n_slots`` = rows of ``y``.
+        pixel_area: native A_p (km²) at the frame centre, for N_a (eq. 5).
+
+    Returns:
+        (the frame model, the pixel state after the last training slot).
+    """
+    cm_on = cfg.common_mode != "none" and grid.index.size >= MIN_PIXELS_FOR_COMMON_MODE
+    fc, state = fit_forecaster(y, train_calendar, cfg.train, device, cfg.nm, cm_on, progress)
+    n_a = seismic_pixel_count(cfg.seismic_area_km2, pixel_area, cfg.downsample)  # eq. 5
+    params = ScoreParams(cfg.nm, n_a, cfg.connectivity, cfg.common_mode if cm_on else "none", cfg.reanchor)
+    version = f"{MODEL_VERSION}/{fc.report['kind']}-K{fc.report['layers']}S{fc.report['hidden']}/{cfg.digest()}"
+    return FrameModel(fc, grid, params, version, pixel_area), state
+
+
+def frame_pixel_area(lat: np.ndarray, dlat: float, dlon: float) -> float:
+    """Native pixel area A_p (km²) at the centre latitude of a frame."""
+    return pixel_area_km2(float(np.mean(lat)), dlat, dlon)
+
+
 def detect_cube(cube: xr.Dataset, cfg: DetectConfig, device: torch.device, progress: bool = False) -> DetectionResult:
     """Run the LADSDIn workflow on a normalised cube (see ``models.cube.normalize_cube``).
 
@@ -190,15 +245,11 @@ def detect_cube(cube: xr.Dataset, cfg: DetectConfig, device: torch.device, progr
             f"{n_obs} epochs with --train-fraction {cfg.train_fraction} give {n_train} training and "
             f"{n_obs - n_train} scored epochs; need >= {MIN_TRAIN_EPOCHS} training epochs and >= 1 to score"
         )
-    split = int(slots[n_train])  # first scored slot
+    # Training ends at the last training acquisition (as a stream bootstraps from what it has
+    # buffered); missing slots before the first scored epoch are stepped through when scoring.
+    split = int(slots[n_train - 1]) + 1
     d_train = to_calendar(d[:n_train], slots[:n_train], split)
-    mask = valid_pixels(d_train, coh, cfg.min_coherence, cfg.min_valid_fraction)
-    if not mask.any():
-        raise CubeError(
-            f"no pixel is coherent (>= {cfg.min_coherence}) and observed in >= {cfg.min_valid_fraction:.0%} of the "
-            "training epochs; lower --min-coherence or check the cube's NaN mask"
-        )
-    grid = PixelGrid(lat=lat, lon=lon, index=np.flatnonzero(mask.ravel()))
+    grid = select_pixels(d_train, lat, lon, coh, cfg)
     y = d_train.reshape(split, -1)[:, grid.index]
     del d_train
     full = None
@@ -209,17 +260,12 @@ def detect_cube(cube: xr.Dataset, cfg: DetectConfig, device: torch.device, progr
     timings["prepare"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    cm_on = cfg.common_mode != "none" and grid.index.size >= MIN_PIXELS_FOR_COMMON_MODE
-    train_cal = Calendar(cal.start, cal.step_days, split)
-    fc, state = fit_forecaster(y, train_cal, cfg.train, device, cfg.nm, cm_on, progress)
+    dlat, dlon = pixel_spacing_deg(cube)
+    a_p = frame_pixel_area(cube["lat"].values, dlat, dlon)
+    model, state = bootstrap_frame(y, grid, Calendar(cal.start, cal.step_days, split), a_p, cfg, device, progress)
+    fc, params, n_a, model_version = model.forecaster, model.params, model.params.n_a, model.model_version
     fc.calendar = cal
     timings["train_and_warmup"] = time.perf_counter() - t1
-
-    dlat, dlon = pixel_spacing_deg(cube)
-    a_p = pixel_area_km2(float(np.mean(cube["lat"].values)), dlat, dlon)
-    n_a = seismic_pixel_count(cfg.seismic_area_km2, a_p, t)  # eq. 5
-    params = ScoreParams(cfg.nm, n_a, cfg.connectivity, cfg.common_mode if cm_on else "none", cfg.reanchor)
-    model_version = f"{MODEL_VERSION}/{fc.report['kind']}-K{fc.report['layers']}S{fc.report['hidden']}/{cfg.digest()}"
 
     t2 = time.perf_counter()
     observed = {int(s): i for i, s in enumerate(slots)}

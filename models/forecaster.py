@@ -24,7 +24,7 @@ from .baseline import evaluate_trend, fit_trend, last_value_forecast
 from .cleaning import Calendar
 from .lstm import make_inputs
 from .thresholds import common_mode, residual_sigma
-from .training import TrainConfig, TrainReport, grid_search
+from .training import TrainConfig, grid_search
 
 log = logging.getLogger(__name__)
 

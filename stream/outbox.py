@@ -1,0 +1,52 @@
+"""The outbox publisher: messages committed with a frame's state are sent, then acknowledged.
+
+A crash after the state commit but before the send loses nothing: the messages are still in
+the outbox and go out when the worker restarts. A crash after the send but before the ack sends
+them again; every message has a deterministic id (alerts: ``frame:epoch:rank``) so consumers
+de-duplicate. Rejected events (DLQ) change no state and are sent directly.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+from kafka import KafkaProducer
+
+from ..state.store import OutboxMessage, StateStore
+
+log = logging.getLogger(__name__)
+SEND_TIMEOUT_S = 30.0
+
+
+def make_producer(bootstrap: str, max_request_size: int) -> KafkaProducer:
+    """A kafka-python producer that waits for the broker's acknowledgement of every message."""
+    return KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=5, linger_ms=5, max_request_size=max_request_size, request_timeout_ms=30_000)
+
+
+class OutboxPublisher:
+    """Sends a store's pending outbox messages with a Kafka producer."""
+
+    def __init__(self, store: StateStore, producer: KafkaProducer) -> None:
+        self.store = store
+        self.producer = producer
+
+    def send(self, messages: list[OutboxMessage]) -> None:
+        """Send and wait for every acknowledgement (raises on a broker failure)."""
+        futures = [self.producer.send(m.topic, key=m.key.encode(), value=m.value, headers=[("id", m.id.encode())]) for m in messages]
+        self.producer.flush(SEND_TIMEOUT_S)
+        for f in futures:
+            f.get(timeout=SEND_TIMEOUT_S)
+
+    def flush(self, frame: str | None = None) -> int:
+        """Publish and acknowledge every pending message (of one frame, or all); returns the count."""
+        pending = self.store.pending_outbox(frame)
+        if not pending:
+            return 0
+        self.send(pending)
+        by_frame: dict[str, list[str]] = defaultdict(list)
+        for m in pending:
+            by_frame[m.key].append(m.id)
+        for f, ids in by_frame.items():
+            self.store.ack_outbox(f, ids)
+        log.debug("published %d outbox message(s)", len(pending))
+        return len(pending)

@@ -1,0 +1,227 @@
+"""``EpochProcessor.process``: one ``licsar.epochs.v1`` event in, state committed, messages out.
+
+Synchronous and testable without Kafka: the async worker only awaits it in an executor. A
+frame's life:
+
+1. **New frame.** Epochs are validated and buffered durably in the state store until
+   ``min_history_epochs`` have arrived. The frame's model then bootstraps exactly as
+   ``ladsdin detect`` trains (``models.batch.bootstrap_frame``), and the model, the warm
+   pixel state and the cursor (the last buffered epoch) are saved.
+2. **Known frame.** Load the model (cached by version) and the state with its cursor, score the
+   epoch (``models.detector.score_epoch``), and commit the new state, the cursor, an
+   applied-log record and the outgoing alerts and summary (the outbox) in one atomic
+   compare-and-set. A replay of an applied epoch is a no-op; an older epoch is rejected as
+   ``out_of_order``; a gap is stepped through as in ``detect --gap-fill native``.
+
+Bad events never change state: they come back as a DLQ message with a machine-readable reason.
+Infrastructure failures (the store is down) raise, so the worker restarts and loses nothing.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..models.batch import DetectConfig, FrameModel, bootstrap_frame, frame_pixel_area, select_pixels
+from ..models.cleaning import Calendar, regularise, to_calendar
+from ..models.cube import SIGN, UNITS
+from ..models.detector import score_epoch
+from ..models.alerts import object_feature
+from ..state.codec import decode_arrays, encode_arrays
+from ..state.frame_model import decode_model, decode_state, encode_model, encode_state
+from ..state.store import OutboxMessage, StateStore
+from .events import EventError, dlq_record, load_epoch_data, parse_epoch_event
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What processing one event did. ``messages`` are to be published (then acked)."""
+
+    status: str  # 'scored' | 'buffered' | 'bootstrapped' | 'duplicate' | 'rejected'
+    frame: str | None = None
+    epoch: str | None = None
+    reason: str | None = None  # DLQ reason when rejected
+    messages: list[OutboxMessage] = field(default_factory=list)
+    n_alerts: int = 0
+    seconds: float = 0.0
+
+
+def grid_coords(grid: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre lat (n_lat,) and lon (n_lon,) of an event's grid description."""
+    lat = grid["lat0"] + grid["dlat"] * np.arange(grid["n_lat"])
+    lon = grid["lon0"] + grid["dlon"] * np.arange(grid["n_lon"])
+    return lat.astype(np.float64), lon.astype(np.float64)
+
+
+class EpochProcessor:
+    """Applies epoch events to per-frame state in a :class:`StateStore`."""
+
+    def __init__(self, store: StateStore, settings: Settings, device: torch.device, cfg: DetectConfig | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self.device = device
+        self.cfg = cfg or DetectConfig(nm=settings.nm, seismic_area_km2=settings.seismic_area_km2)
+        self.roots = [Path(settings.data_root).resolve(), *(Path(r.removeprefix("file://")).resolve() for r in settings.allowed_uri_roots)]
+        self._models: dict[str, tuple[str, FrameModel]] = {}
+
+    # -- entry point -----------------------------------------------------------------------
+    def process(self, raw: bytes, *, topic: str = "", partition: int = -1, offset: int = -1) -> Outcome:
+        t0 = time.perf_counter()
+        frame = epoch = None
+        try:
+            event = parse_epoch_event(raw, max_bytes=self.settings.max_message_bytes)
+            frame, epoch = event["frame"], event["epoch"]
+            model = self._model(frame)
+            out = self._buffer(event) if model is None else self._score(event, model)
+        except EventError as exc:
+            log.warning("rejected event %s/%s@%s (frame %s, epoch %s): %s: %s", topic, partition, offset, frame, epoch, exc.reason, exc)
+            record = dlq_record(raw, exc.reason, str(exc), topic, partition, offset)
+            msg = OutboxMessage(f"dlq:{topic}:{partition}:{offset}", self.settings.dlq_topic, frame or "", json.dumps(record).encode())
+            out = Outcome("rejected", frame, epoch, exc.reason, [msg])
+        out.seconds = time.perf_counter() - t0
+        return out
+
+    # -- known frames ----------------------------------------------------------------------
+    def _model(self, frame: str) -> FrameModel | None:
+        got = self.store.get_model(frame)
+        if got is None:
+            return None
+        blob, meta = got
+        version = meta.get("version", "")
+        cached = self._models.get(frame)
+        if cached is None or cached[0] != version:
+            fc, grid, params, info = decode_model(blob, self.device)
+            self._models[frame] = (version, FrameModel(fc, grid, params, version, float(info.get("pixel_area_km2", 0.0))))
+        return self._models[frame][1]
+
+    def _score(self, event: dict[str, Any], model: FrameModel) -> Outcome:
+        frame, epoch = event["frame"], event["epoch"]
+        blob, cursor = self.store.get_state(frame)
+        if blob is None:  # crashed between saving the model and its first state: bootstrap again
+            self._models.pop(frame, None)
+            return self._buffer(event)
+        if cursor is not None and epoch <= cursor:
+            return self._replayed(event, cursor)
+        fc, grid = model.forecaster, model.grid
+        state = decode_state(blob, self.device)
+        slot = fc.calendar.slot_of(np.datetime64(epoch))
+        if slot <= state.slot:
+            raise EventError("out_of_order", f"epoch {epoch} falls in calendar slot {slot}, not after the last applied slot {state.slot} ({cursor})")
+        expected = {"n_lat": grid.lat.size, "n_lon": grid.lon.size}
+        obs = load_epoch_data(event, self.roots, expected)
+        score, new_state = score_epoch(fc, state, obs, slot, epoch, grid, model.params)
+        feats = [
+            object_feature(obj, lat=grid.lat, lon=grid.lon, frame=frame, track=event["track"], epoch=epoch, nm=model.params.nm,
+                           n_a=model.params.n_a, model_version=model.model_version, extra={"gap_steps": score.horizon_max - 1, "event_id": event["event_id"]})
+            for obj in score.objects
+        ]
+        msgs = [OutboxMessage(f["id"], self.settings.alerts_topic, frame, json.dumps(f).encode()) for f in feats]
+        summary = {
+            "schema": "ladsdin.epoch-summaries.v1",
+            "frame": frame,
+            "epoch": epoch,
+            "event_id": event["event_id"],
+            "c_k": score.n_anomalous,
+            "n_a": model.params.n_a,
+            "n_valid": score.n_valid,
+            "largest_object_px": score.largest_object,
+            "n_seismic_objects": len(score.objects),
+            "examined": score.examined,
+            "gap_steps": max(score.horizon_max - 1, 0),
+            "common_mode_mm": round(score.common_mode_mm, 3),
+            "latency_s": round(max(time.time() - _iso_to_epoch(event.get("produced_at")), 0.0), 3),
+            "produced_at": _now_iso(),
+            "model_version": model.model_version,
+            "units": UNITS,
+            "sign": SIGN,
+        }
+        msgs.append(OutboxMessage(f"{frame}:{epoch}:summary", self.settings.summaries_topic, frame, json.dumps(summary).encode()))
+        applied = {"event_id": event["event_id"], "slot": slot, "c_k": score.n_anomalous, "alerts": [f["id"] for f in feats]}
+        if not self.store.commit_epoch(frame, epoch=epoch, expected_cursor=cursor, state=encode_state(new_state), outbox=msgs, applied=applied):
+            # Another worker applied something first: what we computed is stale, publish nothing.
+            log.info("frame %s epoch %s: cursor moved under us, not applied", frame, epoch)
+            return Outcome("duplicate", frame, epoch)
+        if feats:
+            log.info("frame %s epoch %s: %d alert(s), C_k=%d >= N_a=%d", frame, epoch, len(feats), score.n_anomalous, model.params.n_a)
+        return Outcome("scored", frame, epoch, None, msgs, n_alerts=len(feats))
+
+    def _replayed(self, event: dict[str, Any], cursor: str) -> Outcome:
+        frame, epoch = event["frame"], event["epoch"]
+        done = {r.get("epoch"): r for r in self.store.applied_log(frame)}
+        if epoch in done:
+            if done[epoch].get("event_id") not in (None, event["event_id"]):
+                raise EventError("duplicate", f"epoch {epoch} of {frame} was applied from event {done[epoch]['event_id']}; this event {event['event_id']} carries different data")
+            return Outcome("duplicate", frame, epoch)  # an exact replay: nothing to do
+        if epoch == cursor:  # the bootstrap's last buffered epoch
+            return Outcome("duplicate", frame, epoch)
+        raise EventError("out_of_order", f"epoch {epoch} of {frame} is older than the last applied epoch {cursor}")
+
+    # -- new frames ------------------------------------------------------------------------
+    def _buffer(self, event: dict[str, Any]) -> Outcome:
+        frame, epoch = event["frame"], event["epoch"]
+        buffered = self.store.buffered_epochs(frame)
+        known = [e for e, _ in buffered]
+        if epoch in known:
+            return Outcome("duplicate", frame, epoch)
+        if known and epoch < known[-1]:
+            raise EventError("out_of_order", f"epoch {epoch} of new frame {frame} is older than the last buffered epoch {known[-1]}")
+        if buffered:
+            first_meta = decode_arrays(buffered[0][1])[1]
+            if first_meta["grid"] != event["grid"]:
+                raise EventError("grid_mismatch", f"grid {event['grid']} differs from the frame's grid {first_meta['grid']}")
+        data = load_epoch_data(event, self.roots, None)
+        blob = encode_arrays({"displacement": np.ascontiguousarray(data, np.float32)}, {"grid": event["grid"], "track": event["track"], "event_id": event["event_id"]})
+        self.store.buffer_epoch(frame, epoch, blob)
+        if len(known) + 1 < self.settings.min_history_epochs:
+            return Outcome("buffered", frame, epoch)
+        self.bootstrap(frame)
+        return Outcome("bootstrapped", frame, epoch)
+
+    def bootstrap(self, frame: str) -> FrameModel:
+        """Train a frame's model on its buffered epochs and save model, state and cursor."""
+        buffered = self.store.buffered_epochs(frame)
+        epochs = [e for e, _ in buffered]
+        decoded = [decode_arrays(b) for _, b in buffered]
+        meta = decoded[-1][1]
+        lat, lon = grid_coords(meta["grid"])
+        d = np.stack([a["displacement"] for a, _ in decoded]).astype(np.float32)
+        cal, slots, keep = regularise(np.array(epochs, dtype="datetime64[D]"), self.cfg.step_days)
+        d, slots = d[keep], slots[keep]
+        n_slots = int(slots[-1]) + 1
+        d_cal = to_calendar(d, slots, n_slots)
+        grid = select_pixels(d_cal, lat, lon, None, self.cfg)
+        y = d_cal.reshape(n_slots, -1)[:, grid.index]
+        a_p = frame_pixel_area(lat, abs(meta["grid"]["dlat"]), abs(meta["grid"]["dlon"]))
+        t0 = time.perf_counter()
+        model, state = bootstrap_frame(y, grid, Calendar(cal.start, cal.step_days, n_slots), a_p, self.cfg, self.device)
+        log.info("frame %s: bootstrapped on %d epochs (%s..%s), %d pixels, in %.1f s", frame, len(epochs), epochs[0], epochs[-1], grid.index.size, time.perf_counter() - t0)
+        self.store.put_model(frame, encode_model(model.forecaster, grid, model.params, {"pixel_area_km2": a_p, "track": meta["track"]}),
+                             version=model.model_version, config_hash=self.cfg.digest())
+        self.store.commit_epoch(frame, epoch=epochs[-1], expected_cursor=None, state=encode_state(state), outbox=[],
+                                applied={"event_id": meta["event_id"], "bootstrap": True, "n_epochs": len(epochs)})
+        self.store.clear_buffer(frame)
+        self._models[frame] = (model.model_version, model)
+        return model
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _iso_to_epoch(text: str | None) -> float:
+    """Seconds since 1970 of an ISO-8601 UTC timestamp (now when missing or unreadable)."""
+    if not text:
+        return time.time()
+    try:
+        return float(np.datetime64(text.rstrip("Z"), "ms").astype("int64")) / 1000.0
+    except ValueError:
+        return time.time()

@@ -1,0 +1,104 @@
+"""``ladsdin worker``: the faust-streaming app over ``licsar.epochs.v1``.
+
+The agent is thin: each event is handed to the synchronous :class:`EpochProcessor` in a
+one-thread executor (torch and Redis bulk I/O never run on the event loop), then the outbox is
+flushed. Processing is at-least-once; exactly-once effects come from the state store's atomic
+cursor (a replayed epoch is a no-op) and deterministic message ids. Offsets are committed only
+after an event has been processed and its messages sent.
+
+Faust keeps no state of ours: faust Table changelog recovery loses updates on the embedded
+broker (DESIGN.md §4), and the state lives in Redis anyway. A ``exactly_once`` guarantee is not
+used because the embedded broker rejects transactional producers.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import faust
+
+from ..models.devices import configure_threads, resolve_device
+from ..state.redis_store import RedisStateStore
+from .outbox import OutboxPublisher, make_producer
+from .processor import EpochProcessor, Outcome
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, bootstrap: str, redis_url: str, *, session_timeout_s: float = 6.0) -> faust.App:
+    """Build the worker app (not started).
+
+    Args:
+        bootstrap: Kafka bootstrap servers ``host:port[,host:port]``.
+        redis_url: ``redis://host:port/db`` of the state store.
+        session_timeout_s: consumer group session timeout; the embedded broker waits half of it
+            on every JoinGroup, so it is kept short.
+    """
+    app = faust.App(
+        "ladsdin-worker",
+        id=settings.consumer_group,
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_partitions=1,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=session_timeout_s,
+        broker_heartbeat_interval=1.0,
+        broker_commit_every=1,
+        producer_max_request_size=settings.max_message_bytes,
+        consumer_max_fetch_size=settings.max_message_bytes,
+        web_enabled=False,
+    )
+    configure_threads(settings.threads)
+    device = resolve_device(settings.device)
+    store = RedisStateStore(redis_url)
+    processor = EpochProcessor(store, settings, device)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ladsdin-score")
+    state: dict[str, Any] = {}
+
+    def publisher() -> OutboxPublisher:
+        if "pub" not in state:
+            state["pub"] = OutboxPublisher(store, make_producer(bootstrap, settings.max_message_bytes))
+        return state["pub"]
+
+    def handle(raw: bytes, partition: int, offset: int) -> Outcome:
+        out = processor.process(raw, topic=settings.epochs_topic, partition=partition, offset=offset)
+        pub = publisher()
+        if out.status == "rejected":
+            pub.send(out.messages)
+        pub.flush(out.frame)
+        log.info("partition %d offset %d: %s frame %s epoch %s%s in %.2f s", partition, offset, out.status, out.frame, out.epoch,
+                 f" ({out.reason})" if out.reason else "", out.seconds)
+        return out
+
+    epochs = app.topic(settings.epochs_topic, value_type=bytes, key_type=bytes, value_serializer="raw", key_serializer="raw", partitions=1)
+
+    @app.task
+    async def drain_outbox() -> None:
+        # Messages committed before a crash go out before anything new is processed.
+        n = await asyncio.get_running_loop().run_in_executor(executor, lambda: publisher().flush(None))
+        if n:
+            log.info("published %d message(s) left in the outbox by a previous run", n)
+
+    @app.agent(epochs)
+    async def consume(stream: faust.StreamT) -> None:
+        loop = asyncio.get_running_loop()
+        async for event in stream.events():
+            msg = event.message
+            await loop.run_in_executor(executor, handle, event.value, msg.partition, msg.offset)
+
+    app.ladsdin_processor = processor  # type: ignore[attr-defined]  (tests and metrics)
+    return app
+
+
+def run_worker(settings: Settings, bootstrap: str, redis_url: str, loglevel: str = "info") -> int:
+    """Run the worker until it is stopped (SIGTERM/SIGINT)."""
+    app = create_app(settings, bootstrap, redis_url)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
+    return 0
