@@ -51,8 +51,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch  # noqa: F401  (heavy: only when the command runs)
-
     from ..models.batch import DetectConfig, detect_cube
     from ..models.devices import configure_threads, resolve_device
     from ..models.training import TrainConfig

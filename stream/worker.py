@@ -38,8 +38,7 @@ def create_app(settings: Settings, bootstrap: str, redis_url: str, *, session_ti
             on every JoinGroup, so it is kept short.
     """
     app = faust.App(
-        "ladsdin-worker",
-        id=settings.consumer_group,
+        settings.consumer_group,  # the app id is the consumer group
         broker=f"kafka://{bootstrap}",
         store="memory://",
         value_serializer="raw",

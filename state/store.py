@@ -1,0 +1,217 @@
+"""The state-store interface: per-frame models, pixel state + cursor, applied log, outbox, buffer.
+
+Every frame has:
+
+- a **model** blob (:mod:`ladsdin.state.frame_model`) with ``version``, ``config_hash`` and
+  ``saved_at`` metadata;
+- a **state** blob (the pixels' recurrent state) and its **cursor**, the last applied epoch
+  ``YYYY-MM-DD``. They change together, atomically, in :meth:`StateStore.commit_epoch`, a
+  compare-and-set on the cursor: an epoch replayed by an at-least-once consumer finds the cursor
+  already moved and is refused, so it never applies twice (DESIGN.md §3);
+- an **applied log**, one JSON record per committed epoch, and an **outbox** of messages
+  (alerts, summaries) committed in the same step and published later, then acknowledged;
+- a **buffer** of epoch events that arrived before they could be applied (no model yet).
+
+Implementations: :class:`~ladsdin.state.memory.MemoryStateStore` (tests, notebooks) and
+:class:`~ladsdin.state.redis_store.RedisStateStore` (production); both pass one test suite.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+#: Every key of a frame starts with ``ladsdin:{<frame>}:``; the braces are a Redis Cluster hash tag.
+PREFIX = "ladsdin"
+#: Frame names: LiCSAR IDs (``128A_05172_131313``) or test names; no braces, colons or spaces, so
+#: the hash tag stays intact.
+FRAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+EPOCH_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+BytesLike = bytes | bytearray | memoryview
+
+
+class StoreUnavailable(RuntimeError):
+    """The store's server cannot be reached or refused to serve (an infrastructure failure).
+
+    Distinct from bad input (``ValueError``/``TypeError``): the worker should crash and be
+    restarted, and no data is lost because nothing was acknowledged.
+    """
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A message to publish once its epoch is committed.
+
+    ``id`` is deterministic (built by the caller, e.g. ``f"{frame}:{epoch}:alert:000"``) so a
+    consumer can de-duplicate a message published twice; ``value`` is the encoded payload.
+    """
+
+    id: str
+    topic: str
+    key: str
+    value: bytes
+
+    def __post_init__(self) -> None:
+        for name in ("id", "topic", "key"):
+            v = getattr(self, name)
+            if not isinstance(v, str) or (name != "key" and not v):
+                raise ValueError(f"OutboxMessage.{name} must be a non-empty string, got {v!r}")
+        if not isinstance(self.value, bytes):
+            raise TypeError(f"OutboxMessage.value must be bytes, got {type(self.value).__name__}; encode the payload first")
+
+
+def frame_key(frame: str, name: str) -> str:
+    """The Redis key ``ladsdin:{<frame>}:<name>`` of one of a frame's values."""
+    return f"{PREFIX}:{{{check_frame(frame)}}}:{name}"
+
+
+def check_frame(frame: str) -> str:
+    if not isinstance(frame, str) or not FRAME_RE.match(frame):
+        raise ValueError(
+            f"frame {frame!r} is not a valid frame name: use a LiCSAR frame ID such as '128A_05172_131313' "
+            "(letters, digits, '_', '-', '.'; no braces, colons or spaces)"
+        )
+    return frame
+
+
+def check_epoch(epoch: str, what: str = "epoch") -> str:
+    if isinstance(epoch, str) and EPOCH_RE.match(epoch):
+        try:
+            dt.date.fromisoformat(epoch)
+            return epoch
+        except ValueError:
+            pass
+    raise ValueError(f"{what} {epoch!r} is not a date 'YYYY-MM-DD' (e.g. '2022-01-10')")
+
+
+def check_blob(blob: BytesLike, what: str) -> bytes:
+    """Blobs are opaque bytes; anything else is a caller error (they are never pickled)."""
+    if isinstance(blob, bytes):
+        return blob
+    if isinstance(blob, (bytearray, memoryview)):
+        return bytes(blob)
+    raise TypeError(f"{what} must be bytes, got {type(blob).__name__}; encode it with ladsdin.state.codec first")
+
+
+def applied_record(epoch: str, applied: Mapping[str, Any] | None) -> str:
+    """The applied-log record ``{"epoch": epoch, **applied}`` as JSON text."""
+    extra = dict(applied or {})
+    if "epoch" in extra:
+        raise ValueError("applied must not contain 'epoch': the store records the committed epoch itself")
+    try:
+        return json.dumps({"epoch": epoch, **extra}, separators=(",", ":"), sort_keys=False)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"applied is not JSON-serialisable ({e}); pass str/int/float/bool/None values") from e
+
+
+def check_outbox(outbox: Sequence[OutboxMessage]) -> list[OutboxMessage]:
+    msgs = list(outbox)
+    for m in msgs:
+        if not isinstance(m, OutboxMessage):
+            raise TypeError(f"outbox entries must be OutboxMessage, got {type(m).__name__}")
+    ids = [m.id for m in msgs]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"outbox message ids must be unique within a commit; repeated: {dup}")
+    return msgs
+
+
+def check_commit(frame: str, epoch: str, expected_cursor: str | None) -> bool:
+    """Validate commit arguments; False when ``epoch`` is not after ``expected_cursor`` (a replay)."""
+    check_frame(frame)
+    check_epoch(epoch)
+    if expected_cursor is None:
+        return True
+    return check_epoch(expected_cursor, "expected_cursor") < epoch  # ISO dates sort as strings
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class StateStore(ABC):
+    """Persistence of each frame's model, pixel state, cursor, applied log, outbox and buffer.
+
+    Epochs and cursors are ``'YYYY-MM-DD'`` strings; blobs are opaque ``bytes``
+    (:mod:`ladsdin.state.codec`). Methods raise :class:`StoreUnavailable` when the backing
+    service is down, ``ValueError``/``TypeError`` on bad arguments.
+    """
+
+    def key(self, frame: str, name: str) -> str:
+        """``ladsdin:{<frame>}:<name>``: all of a frame's keys share one Redis Cluster slot."""
+        return frame_key(frame, name)
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Return if the store serves requests; raise :class:`StoreUnavailable` otherwise."""
+
+    @abstractmethod
+    def put_model(self, frame: str, blob: bytes, *, version: str, config_hash: str) -> None:
+        """Store (replace) the frame's model blob; ``saved_at`` (UTC ISO 8601) is added."""
+
+    @abstractmethod
+    def get_model(self, frame: str) -> tuple[bytes, dict[str, str]] | None:
+        """(blob, {"version", "config_hash", "saved_at"}), or None if the frame has no model."""
+
+    @abstractmethod
+    def get_state(self, frame: str) -> tuple[bytes | None, str | None]:
+        """(state blob, cursor = last applied epoch), read together; (None, None) if never committed."""
+
+    @abstractmethod
+    def commit_epoch(
+        self,
+        frame: str,
+        *,
+        epoch: str,
+        expected_cursor: str | None,
+        state: bytes,
+        outbox: Sequence[OutboxMessage],
+        applied: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Atomically apply ``epoch`` if the stored cursor equals ``expected_cursor``.
+
+        On success the state is replaced, the cursor set to ``epoch``, ``{"epoch": epoch,
+        **applied}`` appended to the applied log and every outbox message added (a message whose
+        id is already pending is kept once), and True is returned. Otherwise nothing changes and
+        False is returned: another writer got there first, or the epoch is a replay (an
+        ``epoch`` not after ``expected_cursor`` is always refused). After a connection error the
+        outcome is unknown: re-read :meth:`get_state` (a retried commit that had in fact
+        succeeded returns False, and the cursor then equals ``epoch``).
+        """
+
+    @abstractmethod
+    def applied_log(self, frame: str) -> list[dict[str, Any]]:
+        """Every applied-log record of the frame, in commit order."""
+
+    @abstractmethod
+    def pending_outbox(self, frame: str | None = None) -> list[OutboxMessage]:
+        """Unacknowledged messages of one frame (or of every frame, frame by frame in sorted
+        frame order), each frame's in insertion order."""
+
+    @abstractmethod
+    def ack_outbox(self, frame: str, ids: Iterable[str]) -> None:
+        """Drop published messages from the outbox; unknown ids are ignored (idempotent)."""
+
+    @abstractmethod
+    def buffer_epoch(self, frame: str, epoch: str, blob: bytes) -> bool:
+        """Keep an epoch's event until it can be applied; False (and no change) if already buffered."""
+
+    @abstractmethod
+    def buffered_epochs(self, frame: str) -> list[tuple[str, bytes]]:
+        """Buffered (epoch, blob) pairs sorted by epoch."""
+
+    @abstractmethod
+    def clear_buffer(self, frame: str) -> None:
+        """Forget every buffered epoch of the frame."""
+
+    @abstractmethod
+    def frames(self) -> list[str]:
+        """Sorted names of the frames that have a model, a state or buffered epochs."""
+
+    @abstractmethod
+    def delete_frame(self, frame: str) -> None:
+        """Remove everything stored for the frame (tests, operations)."""

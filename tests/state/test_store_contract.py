@@ -1,0 +1,322 @@
+"""One contract suite for every StateStore: in memory and on a real Redis-protocol server."""
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import socket
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ladsdin.state import OutboxMessage, StateStore, StoreUnavailable
+
+F = "128A_05172_131313"
+G = "005D_05199_131313"
+E1, E2, E3 = "2022-01-01", "2022-01-13", "2022-01-25"
+
+
+def msg(frame: str, epoch: str, n: int, topic: str = "ladsdin.alerts.v1") -> OutboxMessage:
+    return OutboxMessage(f"{frame}:{epoch}:alert:{n:03d}", topic, frame, f'{{"epoch":"{epoch}","n":{n}}}'.encode())
+
+
+def commit(store: StateStore, epoch: str, expected: str | None, frame: str = F, n_msgs: int = 1, **applied) -> bool:
+    return store.commit_epoch(
+        frame, epoch=epoch, expected_cursor=expected, state=f"state@{epoch}".encode(), outbox=[msg(frame, epoch, i) for i in range(n_msgs)], applied=applied or None
+    )
+
+
+def snapshot(store: StateStore, frame: str = F) -> tuple:
+    return store.get_state(frame), store.applied_log(frame), store.pending_outbox(frame)
+
+
+def test_ping(store):
+    store.ping()
+
+
+def test_model_round_trip_and_replace(store):
+    assert store.get_model(F) is None
+    blob = bytes(range(256)) * 10
+    store.put_model(F, blob, version="v1", config_hash="abc")
+    got, meta = store.get_model(F)
+    assert got == blob
+    assert meta["version"] == "v1" and meta["config_hash"] == "abc"
+    saved = dt.datetime.fromisoformat(meta["saved_at"])
+    assert saved.tzinfo is not None and abs((dt.datetime.now(dt.timezone.utc) - saved).total_seconds()) < 60
+    store.put_model(F, b"\x00new", version="v2", config_hash="def")
+    got, meta = store.get_model(F)
+    assert got == b"\x00new" and (meta["version"], meta["config_hash"]) == ("v2", "def")
+    assert store.get_model(G) is None
+
+
+def test_first_commit_sets_state_cursor_log_and_outbox_together(store):
+    assert store.get_state(F) == (None, None)
+    assert store.applied_log(F) == [] and store.pending_outbox(F) == []
+    assert commit(store, E1, None, n_msgs=2, c_k=12, seconds=0.5)
+    assert store.get_state(F) == (b"state@" + E1.encode(), E1)
+    assert store.applied_log(F) == [{"epoch": E1, "c_k": 12, "seconds": 0.5}]
+    assert store.pending_outbox(F) == [msg(F, E1, 0), msg(F, E1, 1)]
+    assert commit(store, E2, E1)
+    assert commit(store, E3, E2, n_msgs=0)
+    assert store.get_state(F) == (b"state@" + E3.encode(), E3)
+    assert [r["epoch"] for r in store.applied_log(F)] == [E1, E2, E3]
+
+
+def test_a_stale_expected_cursor_changes_nothing(store):
+    assert commit(store, E1, None)
+    before = snapshot(store)
+    assert not commit(store, E2, None)  # a second writer that read an empty frame
+    assert not commit(store, E3, "2021-12-20")  # a writer that read an older cursor
+    assert snapshot(store) == before
+    assert len(store.pending_outbox(F)) == 1 and len(store.applied_log(F)) == 1
+
+
+def test_a_replayed_epoch_never_applies_twice(store):
+    assert commit(store, E1, None)
+    assert commit(store, E2, E1)
+    before = snapshot(store)
+    assert not commit(store, E2, E1)  # redelivery after the commit: the cursor moved on
+    assert not commit(store, E2, E2)  # a confused caller that re-read the cursor: not after it
+    assert not commit(store, E1, E2)  # an older epoch
+    assert snapshot(store) == before
+    assert [r["epoch"] for r in store.applied_log(F)] == [E1, E2]
+
+
+def test_outbox_keeps_insertion_order_and_acks_are_idempotent(store):
+    assert commit(store, E1, None, n_msgs=3)
+    assert commit(store, E1, None, frame=G, n_msgs=1)
+    assert commit(store, E2, E1, n_msgs=2)
+    ids = [m.id for m in store.pending_outbox(F)]
+    assert ids == [f"{F}:{E1}:alert:000", f"{F}:{E1}:alert:001", f"{F}:{E1}:alert:002", f"{F}:{E2}:alert:000", f"{F}:{E2}:alert:001"]
+    # every frame, frame by frame in sorted order, each in insertion order
+    assert [m.id for m in store.pending_outbox()] == [f"{G}:{E1}:alert:000"] + ids
+    store.ack_outbox(F, [ids[1], ids[3], "no-such-id"])
+    assert [m.id for m in store.pending_outbox(F)] == [ids[0], ids[2], ids[4]]
+    store.ack_outbox(F, [ids[1]])
+    store.ack_outbox(F, [])
+    assert [m.id for m in store.pending_outbox(F)] == [ids[0], ids[2], ids[4]]
+    m = store.pending_outbox(F)[0]
+    assert (m.topic, m.key, m.value) == ("ladsdin.alerts.v1", F, f'{{"epoch":"{E1}","n":0}}'.encode())
+    store.ack_outbox(F, ids)
+    assert store.pending_outbox(F) == [] and len(store.pending_outbox()) == 1
+
+
+def test_a_message_id_already_pending_is_kept_once(store):
+    assert commit(store, E1, None, n_msgs=1)
+    again = msg(F, E1, 0)
+    assert store.commit_epoch(F, epoch=E2, expected_cursor=E1, state=b"s", outbox=[again, msg(F, E2, 0)])
+    assert [m.id for m in store.pending_outbox(F)] == [again.id, msg(F, E2, 0).id]
+
+
+def test_binary_and_empty_payloads_survive_the_outbox(store):
+    value = bytes(range(256)) + b"\x00\r\n"
+    m = OutboxMessage("x:1", "ladsdin.epoch-summaries.v1", "", value)
+    assert store.commit_epoch(F, epoch=E1, expected_cursor=None, state=b"", outbox=[m, OutboxMessage("x:2", "t", "k", b"")])
+    assert store.pending_outbox(F) == [m, OutboxMessage("x:2", "t", "k", b"")]
+    assert store.get_state(F) == (b"", E1)
+
+
+def test_bad_commits_are_refused_before_anything_changes(store):
+    assert commit(store, E1, None)
+    before = snapshot(store)
+    with pytest.raises(ValueError, match="unique"):
+        store.commit_epoch(F, epoch=E2, expected_cursor=E1, state=b"s", outbox=[msg(F, E2, 0), msg(F, E2, 0)])
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        store.commit_epoch(F, epoch="2022-1-13", expected_cursor=E1, state=b"s", outbox=[])
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        store.commit_epoch(F, epoch=E2, expected_cursor="yesterday", state=b"s", outbox=[])
+    with pytest.raises(TypeError, match="bytes"):
+        store.commit_epoch(F, epoch=E2, expected_cursor=E1, state=np.zeros(3), outbox=[])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'epoch'"):
+        store.commit_epoch(F, epoch=E2, expected_cursor=E1, state=b"s", outbox=[], applied={"epoch": "x"})
+    with pytest.raises(ValueError, match="JSON"):
+        store.commit_epoch(F, epoch=E2, expected_cursor=E1, state=b"s", outbox=[], applied={"t": object()})
+    assert snapshot(store) == before
+
+
+def test_buffer_is_idempotent_per_epoch_and_sorted(store):
+    assert store.buffer_epoch(F, E3, b"three")
+    assert store.buffer_epoch(F, E1, b"one")
+    assert not store.buffer_epoch(F, E3, b"other")  # the first copy wins
+    assert store.buffer_epoch(F, E2, b"two")
+    assert store.buffered_epochs(F) == [(E1, b"one"), (E2, b"two"), (E3, b"three")]
+    assert store.buffered_epochs(G) == []
+    store.clear_buffer(F)
+    assert store.buffered_epochs(F) == []
+    assert store.buffer_epoch(F, E3, b"again")
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        store.buffer_epoch(F, "2022-02-30", b"x")
+
+
+def test_frames_lists_frames_with_a_model_state_or_buffer(store):
+    assert store.frames() == []
+    store.put_model("b_model", b"m", version="v", config_hash="h")
+    assert commit(store, E1, None, frame="c_state")
+    store.buffer_epoch("a_buffer", E1, b"e")
+    assert store.frames() == ["a_buffer", "b_model", "c_state"]
+    store.clear_buffer("a_buffer")
+    assert store.frames() == ["b_model", "c_state"]
+    store.delete_frame("c_state")
+    assert store.frames() == ["b_model"]
+    assert store.get_state("c_state") == (None, None)
+    assert store.applied_log("c_state") == [] and store.pending_outbox("c_state") == []
+    assert commit(store, E1, None, frame="c_state")  # a deleted frame starts from scratch
+
+
+def test_keys_carry_the_frame_hash_tag(store):
+    assert store.key(F, "state") == "ladsdin:{128A_05172_131313}:state"
+    for bad in ["", "a{b}", "x y", "a:b", "../etc", None]:
+        with pytest.raises(ValueError, match="frame"):
+            store.key(bad, "state")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="frame"):
+        store.put_model("a}b", b"m", version="v", config_hash="h")
+
+
+def test_large_blobs_round_trip(store):
+    big = np.random.default_rng(0).bytes(50 * 2**20)
+    store.put_model(F, big, version="v", config_hash="h")
+    assert store.get_model(F)[0] == big
+    assert store.commit_epoch(F, epoch=E1, expected_cursor=None, state=big, outbox=[])
+    state, cursor = store.get_state(F)
+    assert cursor == E1 and state == big
+
+
+def test_racing_writers_exactly_one_wins(store):
+    epochs = [(dt.date(2022, 1, 1) + dt.timedelta(days=12 * i)).isoformat() for i in range(15)]
+    wins = []
+    for prev, epoch in zip([None] + epochs[:-1], epochs):
+        barrier = threading.Barrier(2)
+        results: dict[int, bool] = {}
+
+        def worker(w: int, epoch: str = epoch, prev: str | None = prev, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            results[w] = store.commit_epoch(F, epoch=epoch, expected_cursor=prev, state=f"{w}".encode(), outbox=[msg(F, epoch, w)], applied={"worker": w})
+
+        threads = [threading.Thread(target=worker, args=(w,)) for w in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sorted(results.values()) == [False, True], results
+        winner = next(w for w, ok in results.items() if ok)
+        wins.append(winner)
+        assert store.get_state(F) == (f"{winner}".encode(), epoch)
+    log = store.applied_log(F)
+    assert [r["epoch"] for r in log] == epochs and [r["worker"] for r in log] == wins
+    assert [m.id for m in store.pending_outbox(F)] == [msg(F, e, w).id for e, w in zip(epochs, wins)]
+
+
+_frames = itertools.count()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(-1, 5)), max_size=12))
+def test_commits_behave_like_a_compare_and_set_register(store, attempts):
+    """Any sequence of (epoch, expected cursor) attempts matches a reference CAS register."""
+    frame = f"prop{next(_frames)}"  # a fresh frame per example: the store is shared by examples
+    day = [(dt.date(2022, 1, 1) + dt.timedelta(days=12 * i)).isoformat() for i in range(6)]
+    cursor: str | None = None
+    applied: list[str] = []
+    for e, x in attempts:
+        expected = None if x < 0 else day[x]
+        want = expected == cursor and (expected is None or day[e] > expected)
+        assert store.commit_epoch(frame, epoch=day[e], expected_cursor=expected, state=day[e].encode(), outbox=[msg(frame, day[e], 0)]) is want
+        if want:
+            cursor = day[e]
+            applied.append(day[e])
+    assert store.get_state(frame) == ((cursor.encode(), cursor) if cursor else (None, None))
+    assert [r["epoch"] for r in store.applied_log(frame)] == applied
+    assert [m.id for m in store.pending_outbox(frame)] == [msg(frame, d, 0).id for d in applied]
+    store.delete_frame(frame)
+
+
+# --- Redis only: what is actually on the server, and failures of the server -------------------
+
+
+@pytest.fixture
+def redis_store(redis_url):
+    from ladsdin.state import RedisStateStore
+
+    s = RedisStateStore(redis_url)
+    s.client.flushdb()
+    yield s
+    s.close()
+
+
+def test_redis_keys_share_one_slot_and_hold_raw_bytes(redis_store):
+    from redis.crc import key_slot
+
+    r = redis_store.client
+    state = b"\x00\xffraw"
+    redis_store.put_model(F, b"\x01model", version="v", config_hash="h")
+    assert redis_store.commit_epoch(F, epoch=E1, expected_cursor=None, state=state, outbox=[msg(F, E1, 0)], applied={"c_k": 1})
+    redis_store.buffer_epoch(F, E2, b"event")
+    keys = sorted(k.decode() for k in r.scan_iter(count=1000))
+    prefix = "ladsdin:{128A_05172_131313}:"
+    assert keys == ["ladsdin:frames"] + sorted(prefix + n for n in ["applied", "buffer", "cursor", "model", "outbox", "outbox:messages", "state"])
+    assert len({key_slot(k.encode()) for k in keys if k.startswith(prefix)}) == 1
+    assert r.get(prefix + "state") == state  # stored as is: no base64, no JSON
+    assert r.hget(prefix + "model", "blob") == b"\x01model"
+    assert r.get(prefix + "cursor") == E1.encode()
+    assert r.smembers("ladsdin:frames") == {F.encode()}
+
+
+def test_redis_commit_checks_key_types_before_writing(redis_store):
+    from redis.exceptions import ResponseError
+
+    assert commit(redis_store, E1, None)
+    redis_store.client.set(redis_store.key(F, "applied"), b"not a list")
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        commit(redis_store, E2, E1)
+    assert redis_store.get_state(F) == (b"state@" + E1.encode(), E1)
+    assert [m.id for m in redis_store.pending_outbox(F)] == [msg(F, E1, 0).id]
+
+
+def test_redis_store_accepts_a_client_but_not_a_decoding_one(redis_url):
+    import redis
+
+    from ladsdin.state import RedisStateStore
+
+    s = RedisStateStore(redis.Redis.from_url(redis_url))
+    s.ping()
+    with pytest.raises(ValueError, match="decode_responses=False"):
+        RedisStateStore(redis.Redis.from_url(redis_url, decode_responses=True))
+
+
+def _dead_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # nothing listens once the socket closes
+
+
+def test_redis_down_raises_store_unavailable_naming_the_url():
+    from ladsdin.state import RedisStateStore
+
+    port = _dead_port()
+    s = RedisStateStore(f"redis://:hunter2@127.0.0.1:{port}/0", connect_timeout=1.0)
+    with pytest.raises(StoreUnavailable, match=rf"127\.0\.0\.1:{port}.*check that the server is running") as info:
+        s.ping()
+    assert "hunter2" not in str(info.value)
+    with pytest.raises(StoreUnavailable):
+        s.get_state(F)
+    with pytest.raises(StoreUnavailable):
+        commit(s, E1, None)
+    assert not isinstance(info.value, ValueError)  # infrastructure, not bad input
+
+
+def test_redis_out_of_memory_is_an_infrastructure_failure_and_changes_nothing(redis_store):
+    r = redis_store.client
+    assert commit(redis_store, E1, None)
+    before = snapshot(redis_store)
+    r.config_set("maxmemory-policy", "noeviction")  # refuse writes rather than evict the frame
+    r.config_set("maxmemory", int(r.info("memory")["used_memory"]) // 2)
+    try:
+        with pytest.raises(StoreUnavailable, match="out of memory.*maxmemory"):
+            commit(redis_store, E2, E1)
+        with pytest.raises(StoreUnavailable, match="out of memory"):
+            redis_store.put_model(F, b"m", version="v", config_hash="h")
+    finally:
+        r.config_set("maxmemory", 0)
+    assert snapshot(redis_store) == before

@@ -1,0 +1,166 @@
+"""The streaming detector end to end: a real Kafka-protocol broker (tansu) and a real Redis-protocol
+server (Valkey), both started here; the worker runs as a separate process, as in production."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.path import Path as MplPath
+
+from ladsdin.models.batch import DetectConfig, detect_cube
+from ladsdin.models.simulation import simulate
+from ladsdin.state.redis_store import RedisStateStore
+from ladsdin.stream.embedded import EmbeddedBroker, EmbeddedRedis
+from ladsdin.stream.publish_cmd import publish_cube
+from ladsdin.stream.settings import Settings
+
+pytestmark = pytest.mark.slow
+AREA = 40.0
+
+
+@pytest.fixture(scope="module")
+def services():
+    with EmbeddedBroker() as broker, EmbeddedRedis() as redis_srv:
+        s = Settings()
+        broker.create_topics([s.epochs_topic, s.alerts_topic, s.summaries_topic, s.dlq_topic])
+        yield broker.bootstrap, redis_srv.url
+
+
+def _settings(tmp: Path, bootstrap: str, redis_url: str, history: int, group: str) -> Settings:
+    return Settings(kafka_bootstrap=bootstrap, redis_url=redis_url, data_root=tmp / "data", min_history_epochs=history,
+                    seismic_area_km2=AREA, consumer_group=group, device="cpu", threads=1)
+
+
+def _start_worker(s: Settings, log: Path) -> subprocess.Popen:
+    env = dict(os.environ)
+    env.update({f"LADSDIN_{k.upper()}": str(v) for k, v in s.model_dump().items() if v is not None and not isinstance(v, tuple)})
+    return subprocess.Popen([sys.executable, "-m", "ladsdin.stream.cli", "worker"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _read(bootstrap: str, topic: str) -> list[tuple[bytes | None, dict]]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1500)
+    tp = TopicPartition(topic, 0)
+    c.assign([tp])
+    c.seek(tp, 0)
+    out = [(m.key, json.loads(m.value)) for m in c]
+    c.close()
+    return out
+
+
+def _wait_summaries(bootstrap: str, s: Settings, frame: str, n: int, proc: subprocess.Popen, log: Path, timeout: float = 240.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = {r["epoch"]: r for _, r in _read(bootstrap, s.summaries_topic) if r["frame"] == frame}
+        if len(got) >= n:
+            return list(got.values())
+        assert proc.poll() is None, f"worker died:\n{log.read_text()[-3000:]}"
+        time.sleep(1.0)
+    raise AssertionError(f"only {len(got)} of {n} summaries after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def _pixels(features: list[dict], lat: np.ndarray, lon: np.ndarray) -> set[tuple[str, int]]:
+    """Rasterise alert polygons on the grid: {(epoch, flat pixel index)}."""
+    yy, xx = np.meshgrid(lat, lon, indexing="ij")
+    pts = np.column_stack([xx.ravel(), yy.ravel()])
+    out: set[tuple[str, int]] = set()
+    for f in features:
+        ring = np.array(f["geometry"]["coordinates"][0])
+        inside = MplPath(ring).contains_points(pts)
+        out |= {(f["properties"]["epoch"], int(i)) for i in np.flatnonzero(inside)}
+    return out
+
+
+def test_stream_matches_detect(services, tmp_path):
+    bootstrap, redis_url = services
+    cube, truth = simulate("menyuan", "A", n_lat=120, n_lon=120, n_epochs=90, seed=3)
+    n_obs = cube.sizes["time"]
+    history = int(round(0.85 * n_obs))
+    batch = detect_cube(cube, DetectConfig(seismic_area_km2=AREA), torch.device("cpu"))
+    assert batch.alert_epochs() == [truth.attrs["first_post_event"]]
+
+    s = _settings(tmp_path, bootstrap, redis_url, history, "parity")
+    log = tmp_path / "worker.log"
+    proc = _start_worker(s, log)
+    try:
+        publish_cube(cube, s, bootstrap)
+        summaries = _wait_summaries(bootstrap, s, cube.attrs["frame"], n_obs - history, proc, log)
+    finally:
+        _stop(proc)
+    alerts = [f for _, f in _read(bootstrap, s.alerts_topic) if f["properties"]["frame"] == cube.attrs["frame"]]
+    assert sorted({f["properties"]["epoch"] for f in alerts}) == batch.alert_epochs()
+    assert sorted(r["epoch"] for r in summaries if r["n_seismic_objects"]) == batch.alert_epochs()
+    lat, lon = cube["lat"].values, cube["lon"].values
+    a, b = _pixels(batch.features(), lat, lon), _pixels(alerts, lat, lon)
+    overlap = len(a & b) / max(len(a | b), 1)
+    assert overlap >= 0.95, f"alerted-pixel overlap {overlap:.3f}"
+    store = RedisStateStore(redis_url)
+    _, cursor = store.get_state(cube.attrs["frame"])
+    assert cursor == str(cube.time.values[-1])[:10]
+
+
+def test_kill_9_mid_replay_applies_every_epoch_once(services, tmp_path):
+    bootstrap, redis_url = services
+    cube, truth = simulate("menyuan", "D", n_lat=64, n_lon=64, n_epochs=80, seed=4, event_index=70)
+    cube.attrs["frame"] = "026D_05217_131314"
+    n_obs = cube.sizes["time"]
+    history = 40
+    n_scored = n_obs - history
+    assert n_scored >= 30
+    s = _settings(tmp_path, bootstrap, redis_url, history, "crash")
+    log = tmp_path / "worker.log"
+    proc = _start_worker(s, log)
+    # paced replay, so the kill lands in the middle of it; events keep arriving while it is down
+    publisher = threading.Thread(target=publish_cube, args=(cube, s, bootstrap), kwargs={"rate": 4.0}, daemon=True)
+    try:
+        publisher.start()
+        # let it bootstrap and score some epochs, then kill -9 in the middle of the replay
+        store = RedisStateStore(redis_url)
+        deadline = time.monotonic() + 180
+        n_done = 0
+        while time.monotonic() < deadline:
+            n_done = sum(1 for r in store.applied_log(cube.attrs["frame"]) if not r.get("bootstrap"))
+            if n_done >= 8:
+                break
+            assert proc.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.05)
+        _stop(proc, signal.SIGKILL)
+        assert n_done < n_scored, "the worker finished before it could be killed"
+        proc = _start_worker(s, log)
+        publisher.join(120)
+        summaries = _wait_summaries(bootstrap, s, cube.attrs["frame"], n_scored, proc, log)
+    finally:
+        _stop(proc)
+    applied = [r["epoch"] for r in store.applied_log(cube.attrs["frame"]) if not r.get("bootstrap")]
+    expected = [str(t)[:10] for t in cube.time.values[history:]]
+    assert applied == expected  # every epoch once, in order
+    _, cursor = store.get_state(cube.attrs["frame"])
+    assert cursor == expected[-1]
+    assert not store.pending_outbox(cube.attrs["frame"])
+    alerts = [f for _, f in _read(bootstrap, s.alerts_topic) if f["properties"]["frame"] == cube.attrs["frame"]]
+    ids = [f["properties"]["id"] for f in alerts]
+    assert ids, "the simulated earthquake was not alerted"
+    assert {f["properties"]["epoch"] for f in alerts} == {truth.attrs["first_post_event"]}
+    recorded = [a for r in store.applied_log(cube.attrs["frame"]) for a in r.get("alerts", [])]
+    assert sorted(set(ids)) == sorted(recorded)  # after de-duplication, exactly the applied alerts
+    assert len({r["epoch"] for r in summaries}) == n_scored
