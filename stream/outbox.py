@@ -18,9 +18,14 @@ log = logging.getLogger(__name__)
 SEND_TIMEOUT_S = 30.0
 
 
-def make_producer(bootstrap: str, max_request_size: int) -> KafkaProducer:
-    """A kafka-python producer that waits for the broker's acknowledgement of every message."""
-    return KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=5, linger_ms=5, max_request_size=max_request_size, request_timeout_ms=30_000)
+def make_producer(bootstrap: str, max_message_bytes: int) -> KafkaProducer:
+    """A kafka-python producer that waits for the broker's acknowledgement of every message.
+
+    Requests may be twice the largest accepted event plus 1 MiB, so a DLQ record that keeps a
+    (capped) copy of a rejected payload always fits.
+    """
+    return KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=5, linger_ms=5,
+                         max_request_size=2 * max_message_bytes + (1 << 20), request_timeout_ms=30_000)
 
 
 class OutboxPublisher:

@@ -80,11 +80,14 @@ class EpochProcessor:
         try:
             event = parse_epoch_event(raw, max_bytes=self.settings.max_message_bytes)
             frame, epoch = event["frame"], event["epoch"]
+            if self.settings.frames and frame not in self.settings.frames:
+                raise EventError("unknown_frame", f"frame {frame} is not served here (LADSDIN_FRAMES lists {len(self.settings.frames)} frames)")
             model = self._model(frame)
             out = self._buffer(event) if model is None else self._score(event, model)
         except EventError as exc:
             log.warning("rejected event %s/%s@%s (frame %s, epoch %s): %s: %s", topic, partition, offset, frame, epoch, exc.reason, exc)
-            record = dlq_record(raw, exc.reason, str(exc), topic, partition, offset)
+            record = dlq_record(raw, exc.reason, str(exc), topic, partition, offset, key=frame.encode() if frame else None,
+                                max_payload_bytes=min(self.settings.dlq_max_payload_bytes, self.settings.max_message_bytes))
             msg = OutboxMessage(f"dlq:{topic}:{partition}:{offset}", self.settings.dlq_topic, frame or "", json.dumps(record).encode())
             out = Outcome("rejected", frame, epoch, exc.reason, [msg])
         out.seconds = time.perf_counter() - t0

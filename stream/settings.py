@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     inline_max_pixels: int = Field(65_536, ge=0, description="frames up to this many pixels may travel inline in the event")
     max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest event accepted (bytes)")
 
+    frames: tuple[str, ...] = Field((), description="frames this deployment serves (JSON list); empty = every frame. Others go to the DLQ as unknown_frame")
+    dlq_max_payload_bytes: int = Field(1024 * 1024, ge=0, description="the original payload kept in a DLQ record is cut to this size")
+
     # the detector in the stream
     min_history_epochs: int = Field(40, ge=12, description="epochs a new frame buffers before its model bootstraps")
     nm: float = Field(6.0, gt=0, description="N_m (eq. 4)")

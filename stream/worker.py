@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -26,6 +27,8 @@ from .processor import EpochProcessor, Outcome
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+#: Exit status of a worker that stopped on an infrastructure failure (EX_TEMPFAIL): restart it.
+EXIT_RESTART = 75
 
 
 def create_app(settings: Settings, bootstrap: str, redis_url: str, *, session_timeout_s: float = 6.0) -> faust.App:
@@ -50,7 +53,9 @@ def create_app(settings: Settings, bootstrap: str, redis_url: str, *, session_ti
         broker_heartbeat_interval=1.0,
         broker_commit_every=1,
         producer_max_request_size=settings.max_message_bytes,
-        consumer_max_fetch_size=settings.max_message_bytes,
+        # room for one over-limit event, so it reaches the processor (and the DLQ) instead of
+        # stalling the partition
+        consumer_max_fetch_size=4 * settings.max_message_bytes,
         web_enabled=False,
     )
     configure_threads(settings.threads)
@@ -89,7 +94,15 @@ def create_app(settings: Settings, bootstrap: str, redis_url: str, *, session_ti
         loop = asyncio.get_running_loop()
         async for event in stream.events():
             msg = event.message
-            await loop.run_in_executor(executor, handle, event.value, msg.partition, msg.offset)
+            try:
+                await loop.run_in_executor(executor, handle, event.value, msg.partition, msg.offset)
+            except Exception:  # noqa: BLE001 - an infrastructure failure (Redis or Kafka down)
+                # Bad events never get here (they go to the DLQ). Anything else must not be
+                # skipped: exit without committing this offset, so the restarted worker
+                # processes the event again; the state's cursor makes the retry idempotent.
+                log.critical("partition %d offset %d: processing failed; exiting for a restart", msg.partition, msg.offset, exc_info=True)
+                logging.shutdown()
+                os._exit(EXIT_RESTART)
 
     app.ladsdin_processor = processor  # type: ignore[attr-defined]  (tests and metrics)
     return app

@@ -42,7 +42,7 @@ def _settings(tmp: Path, bootstrap: str, redis_url: str, history: int, group: st
 
 def _start_worker(s: Settings, log: Path) -> subprocess.Popen:
     env = dict(os.environ)
-    env.update({f"LADSDIN_{k.upper()}": str(v) for k, v in s.model_dump().items() if v is not None and not isinstance(v, tuple)})
+    env.update({f"LADSDIN_{k.upper()}": json.dumps(list(v)) if isinstance(v, tuple) else str(v) for k, v in s.model_dump().items() if v is not None})
     return subprocess.Popen([sys.executable, "-m", "ladsdin.stream.cli", "worker"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -164,3 +164,88 @@ def test_kill_9_mid_replay_applies_every_epoch_once(services, tmp_path):
     recorded = [a for r in store.applied_log(cube.attrs["frame"]) for a in r.get("alerts", [])]
     assert sorted(set(ids)) == sorted(recorded)  # after de-duplication, exactly the applied alerts
     assert len({r["epoch"] for r in summaries}) == n_scored
+
+
+def _bad_events(cube, s: Settings, tmp: Path) -> list[tuple[str, bytes]]:
+    """(expected DLQ reason, raw value) for 11 kinds x 20 malformed events against a bootstrapped frame."""
+    from ladsdin.stream.events import build_epoch_event, encode_event, write_epoch_object
+
+    frame, track = cube.attrs["frame"], cube.attrs["track"]
+    lat, lon = cube["lat"].values, cube["lon"].values
+    d_last = cube["displacement"].values[-1]
+    applied = [str(t)[:10] for t in cube.time.values]
+    future = [str(np.datetime64(applied[-1]) + np.timedelta64(12 * (i + 1), "D")) for i in range(20)]
+    out: list[tuple[str, bytes]] = []
+    for i in range(20):
+        ep = future[i]
+        good = lambda **kw: build_epoch_event(frame, track, ep, lat, lon, **kw)  # noqa: E731
+        uri, sha = write_epoch_object(Path(s.data_root), frame, ep, d_last, lat, lon, track)
+        out.append(("invalid_json", b"{not json " + str(i).encode()))
+        ev = good(uri=uri, sha256=sha)
+        ev["units"] = "m"
+        out.append(("schema_violation", encode_event(ev) if False else json.dumps(ev).encode()))
+        out.append(("grid_mismatch", encode_event(build_epoch_event(frame, track, ep, lat[:-1], lon, inline=d_last[:-1].astype(np.float32)))))
+        out.append(("all_nan", encode_event(good(inline=np.full(d_last.shape, np.nan, np.float32)))))
+        # a different map for an already applied epoch
+        out.append(("duplicate", encode_event(build_epoch_event(frame, track, applied[-1 - (i % 5)], lat, lon, inline=(d_last + 1 + i).astype(np.float32)))))
+        # an epoch of the bootstrap history, older than the cursor and never scored
+        out.append(("out_of_order", encode_event(build_epoch_event(frame, track, applied[5 + i], lat, lon, inline=d_last.astype(np.float32)))))
+        other = f"999A_0{i:04d}_000000"
+        out.append(("unknown_frame", encode_event(build_epoch_event(other, "A", ep, lat, lon, inline=d_last.astype(np.float32)))))
+        missing = Path(s.data_root).resolve() / frame / f"missing-{i}.nc"
+        out.append(("uri_missing", encode_event(good(uri=missing.as_uri(), sha256="0" * 64))))
+        bad_uri = ["file:///etc/passwd", f"file://{Path(s.data_root).resolve()}/../../etc/hosts", "http://example.org/x.nc", "s3://bucket/x.nc", "file://otherhost/data/x.nc"][i % 5]
+        out.append(("uri_disallowed", encode_event(good(uri=bad_uri, sha256="0" * 64))))
+        out.append(("sha256_mismatch", encode_event(good(uri=uri, sha256=("f" * 63) + str(i % 10)))))
+        big = good(uri=uri, sha256=sha)
+        big["padding"] = "x" * (s.max_message_bytes + 10)
+        out.append(("oversize", json.dumps(big).encode()))
+    return out
+
+
+def test_two_hundred_bad_events_land_in_the_dlq_and_change_no_state(services, tmp_path):
+    import redis
+    from kafka import KafkaProducer
+
+    bootstrap, redis_url = services
+    cube, _ = simulate("null", "A", n_lat=48, n_lon=48, n_epochs=60, seed=6, missing_fraction=0.0)
+    cube.attrs["frame"] = "128A_05217_131399"
+    s = _settings(tmp_path, bootstrap, redis_url, 45, "badinput").model_copy(update={"frames": (cube.attrs["frame"],), "max_message_bytes": 256 * 1024})
+    log = tmp_path / "worker.log"
+    proc = _start_worker(s, log)
+    try:
+        publish_cube(cube, s, bootstrap)
+        _wait_summaries(bootstrap, s, cube.attrs["frame"], cube.sizes["time"] - 45, proc, log)
+        r = redis.Redis.from_url(redis_url)
+        keys = sorted(k for k in r.scan_iter(match=f"ladsdin:{{{cube.attrs['frame']}}}:*"))
+        before = {k: r.dump(k) for k in keys}
+        bad = _bad_events(cube, s, tmp_path)
+        assert len(bad) >= 200 and len({reason for reason, _ in bad}) == 11
+        n_dlq0 = len(_read(bootstrap, s.dlq_topic))
+        producer = KafkaProducer(bootstrap_servers=bootstrap, max_request_size=4 * s.max_message_bytes)
+        for reason, raw in bad:
+            producer.send(s.epochs_topic, key=cube.attrs["frame"].encode(), value=raw)
+        # exact replays of applied epochs are no-ops: no DLQ record, no state change
+        from ladsdin.stream.publish_cmd import epoch_events
+
+        replays = list(epoch_events(cube, Path(s.data_root)))[-3:]
+        for frame, _, ev in replays:
+            producer.send(s.epochs_topic, key=frame.encode(), value=json.dumps(ev).encode())
+        producer.flush()
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            dlq = [rec for _, rec in _read(bootstrap, s.dlq_topic)][n_dlq0:]
+            if len(dlq) >= len(bad):
+                break
+            assert proc.poll() is None, f"the worker died:\n{log.read_text()[-3000:]}"
+            time.sleep(1.0)
+        time.sleep(2.0)  # the replays come after the bad events: let them pass too
+        dlq = [rec for _, rec in _read(bootstrap, s.dlq_topic)][n_dlq0:]
+        assert proc.poll() is None, "the worker must stay up"
+        assert [rec["reason"] for rec in dlq] == [reason for reason, _ in bad]
+        assert all(rec["source"]["topic"] == s.epochs_topic and rec["detail"] for rec in dlq)
+        after = {k: r.dump(k) for k in sorted(r.scan_iter(match=f"ladsdin:{{{cube.attrs['frame']}}}:*"))}
+        assert after == before, "a rejected event changed state"
+        assert not list(r.scan_iter(match="ladsdin:{999A_*"))
+    finally:
+        _stop(proc)
