@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..models.simulation import simulate
     from .alerts_cmd import read_alerts
-    from .embedded import services
+    from .embedded import create_topics, services
     from .publish_cmd import publish_cube
 
     settings = args.settings
@@ -41,9 +41,11 @@ def run(args: argparse.Namespace) -> int:
     cube, truth = simulate("menyuan", "A", n_lat=n_lat, n_lon=n_lon, n_epochs=args.epochs, seed=args.seed)
     n_obs = cube.sizes["time"]
     history = int(round(0.85 * n_obs))
-    print(f"simulated {cube.attrs['frame']}: {n_lat}x{n_lon} px, {n_obs} epochs, event before {truth.attrs['first_post_event']}")
+    print(f"simulated {cube.attrs['frame']}: {n_lat}x{n_lon} px, {n_obs} epochs; the earthquake shows from {truth.attrs['first_post_event']}")
     with services(settings) as (bootstrap, redis_url):
+        create_topics(bootstrap, [settings.epochs_topic, settings.alerts_topic, settings.summaries_topic, settings.dlq_topic])
         env = dict(os.environ, LADSDIN_KAFKA_BOOTSTRAP=bootstrap, LADSDIN_REDIS_URL=redis_url, LADSDIN_MIN_HISTORY_EPOCHS=str(history),
+                   LADSDIN_LOG_LEVEL=args.log_level or os.environ.get("LADSDIN_LOG_LEVEL", "WARNING"),
                    LADSDIN_SEISMIC_AREA_KM2=str(args.seismic_area_km2), LADSDIN_DATA_ROOT=str((out / "data").resolve()))
         worker = subprocess.Popen([sys.executable, "-m", "ladsdin.stream.cli", "worker"], env=env, start_new_session=True)
         try:

@@ -109,7 +109,16 @@ def create_app(settings: Settings, bootstrap: str, redis_url: str, *, session_ti
 
 
 def run_worker(settings: Settings, bootstrap: str, redis_url: str, loglevel: str = "info") -> int:
-    """Run the worker until it is stopped (SIGTERM/SIGINT)."""
+    """Run the worker until it is stopped (SIGTERM/SIGINT).
+
+    Its four topics are created first when missing (a no-op where they exist): a consumer that
+    subscribes before its topic exists may never be assigned a partition.
+    """
+    from .embedded import create_topics  # plain Kafka admin calls, valid for any broker
+
+    created = create_topics(bootstrap, [settings.epochs_topic, settings.alerts_topic, settings.summaries_topic, settings.dlq_topic])
+    if created:
+        log.info("created topics %s", created)
     app = create_app(settings, bootstrap, redis_url)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
