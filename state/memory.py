@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,12 +16,9 @@ from .store import (
     BytesLike,
     OutboxMessage,
     StateStore,
-    applied_record,
     check_blob,
-    check_commit,
     check_epoch,
     check_frame,
-    check_outbox,
     utc_now,
 )
 
@@ -77,23 +74,7 @@ class MemoryStateStore(StateStore):
             f = self._peek(frame)
             return f.state, f.cursor
 
-    def commit_epoch(
-        self,
-        frame: str,
-        *,
-        epoch: str,
-        expected_cursor: str | None,
-        state: BytesLike,
-        outbox: Sequence[OutboxMessage],
-        applied: Mapping[str, Any] | None = None,
-    ) -> bool:
-        after = check_commit(frame, epoch, expected_cursor)
-        data = check_blob(state, "state blob")
-        msgs = check_outbox(outbox)
-        record = applied_record(epoch, applied)
-        if not after:
-            log.info("frame %s: refused epoch %s, not after the expected cursor %s (replay)", frame, epoch, expected_cursor)
-            return False
+    def _apply_commit(self, frame: str, epoch: str, expected_cursor: str | None, data: Any, msgs: list[OutboxMessage], record: Any) -> bool:
         with self._lock:
             f = self._peek(frame)
             if f.cursor != expected_cursor:

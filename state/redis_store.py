@@ -29,7 +29,7 @@ import json
 import logging
 import re
 import struct
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -42,12 +42,9 @@ from .store import (
     OutboxMessage,
     StateStore,
     StoreUnavailable,
-    applied_record,
     check_blob,
-    check_commit,
     check_epoch,
     check_frame,
-    check_outbox,
     utc_now,
 )
 
@@ -190,23 +187,7 @@ class RedisStateStore(StateStore):
             state, cursor = self._r.mget([self.key(frame, "state"), self.key(frame, "cursor")])
         return state, None if cursor is None else cursor.decode()
 
-    def commit_epoch(
-        self,
-        frame: str,
-        *,
-        epoch: str,
-        expected_cursor: str | None,
-        state: BytesLike,
-        outbox: Sequence[OutboxMessage],
-        applied: Mapping[str, Any] | None = None,
-    ) -> bool:
-        after = check_commit(frame, epoch, expected_cursor)
-        data = check_blob(state, "state blob")
-        msgs = check_outbox(outbox)
-        record = applied_record(epoch, applied)
-        if not after:
-            log.info("frame %s: refused epoch %s, not after the expected cursor %s (replay)", frame, epoch, expected_cursor)
-            return False
+    def _apply_commit(self, frame: str, epoch: str, expected_cursor: str | None, data: Any, msgs: list[OutboxMessage], record: Any) -> bool:
         keys = [self.key(frame, n) for n in ("cursor", "state", "applied", "outbox", "outbox:messages")]
         args: list[Any] = [expected_cursor or "", epoch, data, record]
         for m in msgs:

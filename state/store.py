@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 #: Every key of a frame starts with ``ladsdin:{<frame>}:``; the braces are a Redis Cluster hash tag.
 PREFIX = "ladsdin"
@@ -161,7 +164,6 @@ class StateStore(ABC):
     def get_state(self, frame: str) -> tuple[bytes | None, str | None]:
         """(state blob, cursor = last applied epoch), read together; (None, None) if never committed."""
 
-    @abstractmethod
     def commit_epoch(
         self,
         frame: str,
@@ -182,6 +184,18 @@ class StateStore(ABC):
         outcome is unknown: re-read :meth:`get_state` (a retried commit that had in fact
         succeeded returns False, and the cursor then equals ``epoch``).
         """
+        after = check_commit(frame, epoch, expected_cursor)
+        data = check_blob(state, "state blob")
+        msgs = check_outbox(outbox)
+        record = applied_record(epoch, applied)
+        if not after:
+            log.info("frame %s: refused epoch %s, not after the expected cursor %s (replay)", frame, epoch, expected_cursor)
+            return False
+        return self._apply_commit(frame, epoch, expected_cursor, data, msgs, record)
+
+    @abstractmethod
+    def _apply_commit(self, frame: str, epoch: str, expected_cursor: str | None, data: Any, msgs: list[OutboxMessage], record: Any) -> bool:
+        """The atomic compare-and-set of :meth:`commit_epoch`, on validated arguments."""
 
     @abstractmethod
     def applied_log(self, frame: str) -> list[dict[str, Any]]:

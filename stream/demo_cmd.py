@@ -27,10 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from ..models.simulation import simulate
-    from .alerts_cmd import read_alerts
     from .embedded import create_topics, services
     from .publish_cmd import publish_cube
 
