@@ -237,7 +237,6 @@ def _case(case: str, seed: int, pidfile: Path) -> dict:
             _stop_worker(proc)
             watcher.stop()
             watcher = None
-            io = _redis_io(redis_url, frame)
             out = {
                 "case": case, "seed": seed, "pixels": n_lat * n_lon, "epochs": len(epochs), "history": history,
                 "n_scored": len(sent), "simulate_s": t_sim, "write_objects_s": t_write, "bootstrap_s": t_boot,
@@ -249,8 +248,9 @@ def _case(case: str, seed: int, pidfile: Path) -> dict:
                 "n_alert_epochs": sum(1 for x in recs if x["n_seismic_objects"]),
                 "replay_eps": len(sent) / (max(arr.values()) - min(sent.values())),
                 "threads": torch.get_num_threads(),
-                **io,
             }
+            print(json.dumps(out), file=sys.stderr, flush=True)  # the stream figures, before the I/O part
+            out.update(_redis_io(redis_url, frame))
     finally:
         if watcher is not None:
             watcher.stop()

@@ -117,6 +117,12 @@ def test_stream_matches_detect(services, tmp_path):
     store = RedisStateStore(redis_url)
     _, cursor = store.get_state(cube.attrs["frame"])
     assert cursor == str(cube.time.values[-1])[:10]
+    # the documented downstream consumer (`ladsdin alerts`) sees the same alerts, once each
+    from ladsdin.stream.alerts_cmd import read_alerts
+
+    got = list(read_alerts(bootstrap, s.alerts_topic, idle_s=2.0, frame=cube.attrs["frame"]))
+    assert sorted(f["properties"]["id"] for f in got) == sorted({f["properties"]["id"] for f in alerts})
+    assert not list(read_alerts(bootstrap, s.alerts_topic, idle_s=2.0, frame=cube.attrs["frame"], min_area_km2=1e9))
 
 
 def test_kill_9_mid_replay_applies_every_epoch_once(services, tmp_path):
