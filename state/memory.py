@@ -117,6 +117,19 @@ class MemoryStateStore(StateStore):
         with self._lock:
             return sorted(self._peek(frame).buffer.items())
 
+    def model_version(self, frame: str) -> str | None:
+        with self._lock:
+            model = self._peek(frame).model
+            return None if model is None else model[1].get("version")
+
+    def buffered_epoch_names(self, frame: str) -> list[str]:
+        with self._lock:
+            return sorted(self._peek(frame).buffer)
+
+    def buffered_epoch(self, frame: str, epoch: str) -> bytes | None:
+        with self._lock:
+            return self._peek(frame).buffer.get(epoch)
+
     def clear_buffer(self, frame: str) -> None:
         with self._lock:
             self._peek(frame).buffer.clear()

@@ -242,6 +242,19 @@ class RedisStateStore(StateStore):
             h = self._r.hgetall(self.key(frame, "buffer"))
         return sorted((k.decode(), v) for k, v in h.items())
 
+    def model_version(self, frame: str) -> str | None:
+        with self._guard(f"model_version({frame})"):
+            v = self._r.hget(self.key(frame, "model"), "version")
+        return None if v is None else v.decode()
+
+    def buffered_epoch_names(self, frame: str) -> list[str]:
+        with self._guard(f"buffered_epoch_names({frame})"):
+            return sorted(k.decode() for k in self._r.hkeys(self.key(frame, "buffer")))
+
+    def buffered_epoch(self, frame: str, epoch: str) -> bytes | None:
+        with self._guard(f"buffered_epoch({frame}, {epoch})"):
+            return self._r.hget(self.key(frame, "buffer"), epoch)
+
     def clear_buffer(self, frame: str) -> None:
         with self._guard(f"clear_buffer({frame})"):
             self._r.delete(self.key(frame, "buffer"))

@@ -198,6 +198,18 @@ class StateStore(ABC):
         """The atomic compare-and-set of :meth:`commit_epoch`, on validated arguments."""
 
     @abstractmethod
+    def model_version(self, frame: str) -> str | None:
+        """The stored model's version without its blob (a cheap check before using a cached model)."""
+
+    @abstractmethod
+    def buffered_epoch_names(self, frame: str) -> list[str]:
+        """Epochs buffered for a new frame, sorted, without their data."""
+
+    @abstractmethod
+    def buffered_epoch(self, frame: str, epoch: str) -> bytes | None:
+        """One buffered epoch's blob, or None."""
+
+    @abstractmethod
     def applied_log(self, frame: str) -> list[dict[str, Any]]:
         """Every applied-log record of the frame, in commit order."""
 

@@ -33,7 +33,7 @@ from ..models.cleaning import Calendar, regularise, to_calendar
 from ..models.cube import SIGN, UNITS
 from ..models.detector import score_epoch
 from ..models.alerts import object_feature
-from ..state.codec import decode_arrays, encode_arrays
+from ..state.codec import decode_arrays, encode_arrays, read_header
 from ..state.frame_model import decode_model, decode_state, encode_model, encode_state
 from ..state.store import OutboxMessage, StateStore
 from .events import EventError, dlq_record, load_epoch_data, parse_epoch_event
@@ -95,14 +95,18 @@ class EpochProcessor:
 
     # -- known frames ----------------------------------------------------------------------
     def _model(self, frame: str) -> FrameModel | None:
-        got = self.store.get_model(frame)
-        if got is None:
+        # Only the version travels per event; the (large) model blob only when it changed.
+        version = self.store.model_version(frame)
+        if version is None:
             return None
-        blob, meta = got
-        version = meta.get("version", "")
         cached = self._models.get(frame)
         if cached is None or cached[0] != version:
+            got = self.store.get_model(frame)
+            if got is None:
+                return None
+            blob, meta = got
             fc, grid, params, info = decode_model(blob, self.device)
+            version = meta.get("version", version)
             self._models[frame] = (version, FrameModel(fc, grid, params, version, float(info.get("pixel_area_km2", 0.0))))
         return self._models[frame][1]
 
@@ -171,16 +175,17 @@ class EpochProcessor:
     # -- new frames ------------------------------------------------------------------------
     def _buffer(self, event: dict[str, Any]) -> Outcome:
         frame, epoch = event["frame"], event["epoch"]
-        buffered = self.store.buffered_epochs(frame)
-        known = [e for e, _ in buffered]
+        # Names only: a buffering frame must not pull every buffered map for every new epoch.
+        known = self.store.buffered_epoch_names(frame)
         if epoch in known:
             return Outcome("duplicate", frame, epoch)
         if known and epoch < known[-1]:
             raise EventError("out_of_order", f"epoch {epoch} of new frame {frame} is older than the last buffered epoch {known[-1]}")
-        if buffered:
-            first_meta = decode_arrays(buffered[0][1])[1]
-            if first_meta["grid"] != event["grid"]:
-                raise EventError("grid_mismatch", f"grid {event['grid']} differs from the frame's grid {first_meta['grid']}")
+        if known:
+            first = self.store.buffered_epoch(frame, known[0])
+            first_grid = read_header(first)[0]["grid"] if first is not None else event["grid"]
+            if first_grid != event["grid"]:
+                raise EventError("grid_mismatch", f"grid {event['grid']} differs from the frame's grid {first_grid}")
         data = load_epoch_data(event, self.roots, None)
         blob = encode_arrays({"displacement": np.ascontiguousarray(data, np.float32)}, {"grid": event["grid"], "track": event["track"], "event_id": event["event_id"]})
         self.store.buffer_epoch(frame, epoch, blob)

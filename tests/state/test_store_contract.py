@@ -45,10 +45,12 @@ def test_model_round_trip_and_replace(store):
     assert meta["version"] == "v1" and meta["config_hash"] == "abc"
     saved = dt.datetime.fromisoformat(meta["saved_at"])
     assert saved.tzinfo is not None and abs((dt.datetime.now(dt.timezone.utc) - saved).total_seconds()) < 60
+    assert store.model_version(F) == "v1"
     store.put_model(F, b"\x00new", version="v2", config_hash="def")
     got, meta = store.get_model(F)
     assert got == b"\x00new" and (meta["version"], meta["config_hash"]) == ("v2", "def")
-    assert store.get_model(G) is None
+    assert store.model_version(F) == "v2"
+    assert store.get_model(G) is None and store.model_version(G) is None
 
 
 def test_first_commit_sets_state_cursor_log_and_outbox_together(store):
@@ -142,7 +144,9 @@ def test_buffer_is_idempotent_per_epoch_and_sorted(store):
     assert not store.buffer_epoch(F, E3, b"other")  # the first copy wins
     assert store.buffer_epoch(F, E2, b"two")
     assert store.buffered_epochs(F) == [(E1, b"one"), (E2, b"two"), (E3, b"three")]
-    assert store.buffered_epochs(G) == []
+    assert store.buffered_epoch_names(F) == [E1, E2, E3]
+    assert store.buffered_epoch(F, E2) == b"two" and store.buffered_epoch(F, "2030-01-01") is None
+    assert store.buffered_epochs(G) == [] and store.buffered_epoch_names(G) == []
     store.clear_buffer(F)
     assert store.buffered_epochs(F) == []
     assert store.buffer_epoch(F, E3, b"again")
