@@ -1,0 +1,303 @@
+"""Small-baseline network inversion of LiCSAR interferograms, in batch and online.
+
+LiCSAR publishes unwrapped interferograms between acquisition epochs ``a < b``; converted to LOS
+mm (``MM_PER_RAD``, positive towards the satellite) each one observes ``d[b] - d[a]``. Per pixel we
+minimise ``sum_i w_i (d[b_i] - d[a_i] - phi_i)^2`` with ``d[0] = 0`` (the reference epoch).
+
+- :func:`batch_inversion` solves the whole network at once (the reference answer).
+- :class:`IncrementalInversion` is an information filter over the last ``W`` epochs: each new epoch
+  publishes exactly (to float precision) what the batch inversion of all interferograms available
+  up to that epoch gives for it, at O(P W^3) per epoch instead of re-solving the whole history.
+- :func:`loop_closures` and the per-epoch ``closure_flag`` catch unwrapping errors (a whole 2 pi
+  cycle, :data:`MM_PER_CYCLE` mm, in one interferogram), which least squares would otherwise smear
+  over the neighbouring epochs.
+
+Weights are coherence-based and >= 0; 0 means the interferogram is missing at that pixel (a NaN
+interferogram is treated as weight 0). If the weights are inverse variances (1/mm^2), ``sigma`` is
+the posterior standard deviation in mm.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .cube import MM_PER_CYCLE
+
+#: |closure| above half a cycle can only come from an unwrapping error (noise is a few mm).
+CLOSURE_THRESHOLD_MM = MM_PER_CYCLE / 2.0
+# Pixels solved per chunk in the batch inversion: bounds the (chunk, n, n) normal matrices.
+_CHUNK_ELEMENTS = 20_000_000
+
+
+def _clean(ifg_mm: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float64 copies where a NaN interferogram or weight becomes weight 0 and value 0."""
+    ifg = np.asarray(ifg_mm, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    if ifg.shape != w.shape:
+        raise ValueError(f"ifg_mm {ifg.shape} and weights {w.shape} must have the same shape")
+    if np.any(w < 0):
+        raise ValueError("weights must be >= 0 (0 = missing interferogram)")
+    bad = ~np.isfinite(ifg) | ~np.isfinite(w)
+    # zero both so that 0 * NaN never leaks into the normal equations
+    return np.where(bad, 0.0, ifg), np.where(bad, 0.0, w)
+
+
+def batch_inversion(pairs: np.ndarray, ifg_mm: np.ndarray, weights: np.ndarray,
+                    n_epochs: int) -> np.ndarray:
+    """Coherence-weighted least-squares displacement of every epoch, with ``d[0] = 0``.
+
+    Args:
+        pairs: (n_ifg, 2) int, epoch indices ``[a, b]`` with ``0 <= a < b < n_epochs``.
+        ifg_mm: (n_ifg, P) float, unwrapped interferograms in LOS mm (``d[b] - d[a]``).
+        weights: (n_ifg, P) float >= 0; 0 (or NaN ifg) = missing at that pixel.
+        n_epochs: number of epochs.
+
+    Returns:
+        (n_epochs, P) float64 LOS mm; NaN where a pixel's valid interferograms do not connect the
+        epoch to epoch 0 (its displacement is then not determined by the data).
+    """
+    pairs = np.asarray(pairs)
+    ifg, w = _clean(ifg_mm, weights)
+    if pairs.ndim != 2 or pairs.shape[1] != 2 or not np.issubdtype(pairs.dtype, np.integer):
+        raise ValueError(f"pairs must be an (n_ifg, 2) int array, got {pairs.shape} {pairs.dtype}")
+    if ifg.ndim != 2 or ifg.shape[0] != pairs.shape[0]:
+        raise ValueError(f"ifg_mm must be (n_ifg={pairs.shape[0]}, P), got {ifg.shape}")
+    if pairs.size and (np.any(pairs[:, 0] >= pairs[:, 1]) or pairs.min() < 0
+                       or pairs.max() >= n_epochs):
+        raise ValueError(f"pairs must satisfy 0 <= a < b < n_epochs={n_epochs}")
+    n_pix = ifg.shape[1]
+    out = np.full((n_epochs, n_pix), np.nan)
+    out[0] = 0.0
+    m = n_epochs - 1  # unknowns d[1..n-1]
+    if m == 0 or n_pix == 0:
+        return out
+    # connectivity to epoch 0 per pixel: flood fill over the valid links (at most m sweeps)
+    reach = np.zeros((n_epochs, n_pix), dtype=bool)
+    reach[0] = True
+    valid = w > 0
+    for _ in range(m):
+        before = reach.copy()
+        for (a, b), v in zip(pairs, valid):
+            both = v & (reach[a] | reach[b])
+            reach[a] |= both
+            reach[b] |= both
+        if np.array_equal(before, reach):
+            break
+    chunk = max(1, _CHUNK_ELEMENTS // (m * m))
+    for s in range(0, n_pix, chunk):
+        sl = slice(s, min(s + chunk, n_pix))
+        n = sl.stop - sl.start
+        lam = np.zeros((n, m, m))
+        eta = np.zeros((n, m))
+        for (a, b), wi, phi in zip(pairs, w[:, sl], ifg[:, sl]):
+            # the d[0] = 0 column is dropped: a link to epoch 0 only informs d[b]
+            lam[:, b - 1, b - 1] += wi
+            eta[:, b - 1] += wi * phi
+            if a > 0:
+                lam[:, a - 1, a - 1] += wi
+                lam[:, a - 1, b - 1] -= wi
+                lam[:, b - 1, a - 1] -= wi
+                eta[:, a - 1] -= wi * phi
+        # unconnected epochs are decoupled from the anchored ones; pin them to make the solve regular
+        free = ~reach[1:, sl].T  # (n, m)
+        lam[free[:, :, None] | free[:, None, :]] = 0.0
+        lam[:, np.arange(m), np.arange(m)] += free
+        eta[free] = 0.0
+        x = np.linalg.solve(lam, eta[..., None])[..., 0]
+        out[1:, sl] = np.where(free, np.nan, x).T
+    return out
+
+
+def loop_closures(pairs: np.ndarray, ifg_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Closure ``phi(a,b) + phi(b,c) - phi(a,c)`` of every triangle in the network.
+
+    Args:
+        pairs: (n_ifg, 2) int epoch indices ``[a, b]``, ``a < b``.
+        ifg_mm: (n_ifg, P) float LOS mm.
+
+    Returns:
+        triplets: (n, 3) int epoch indices ``[a, b, c]``, ``a < b < c``.
+        closure: (n, P) float64 mm; ~0 for consistent data, about +-MM_PER_CYCLE where one of the
+        three interferograms has an unwrapping error (flag with ``abs(closure) > CLOSURE_THRESHOLD_MM``).
+    """
+    pairs = np.asarray(pairs)
+    ifg = np.asarray(ifg_mm, dtype=np.float64)
+    if pairs.ndim != 2 or pairs.shape[1] != 2 or ifg.ndim != 2 or ifg.shape[0] != pairs.shape[0]:
+        raise ValueError(f"pairs (n_ifg, 2) and ifg_mm (n_ifg, P) mismatch: {pairs.shape} {ifg.shape}")
+    index = {(int(a), int(b)): i for i, (a, b) in enumerate(pairs)}
+    trip, rows = [], []
+    for (a, c), i_ac in sorted(index.items()):
+        for b in range(a + 1, c):
+            if (a, b) in index and (b, c) in index:
+                trip.append((a, b, c))
+                rows.append((index[(a, b)], index[(b, c)], i_ac))
+    if not trip:
+        return np.zeros((0, 3), dtype=np.int64), np.zeros((0, ifg.shape[1]))
+    r = np.asarray(rows)
+    return np.asarray(trip, dtype=np.int64), ifg[r[:, 0]] + ifg[r[:, 1]] - ifg[r[:, 2]]
+
+
+@dataclass(frozen=True)
+class EpochEstimate:
+    """What :meth:`IncrementalInversion.add_epoch` publishes for the new epoch.
+
+    Attributes:
+        epoch: index of the new epoch (epoch 0 is the reference).
+        displacement: (P,) float64 LOS mm, NaN where the data do not tie the epoch to epoch 0.
+        n_ifg: (P,) int, valid interferograms (weight > 0) linking this epoch to its predecessors.
+        residual_rms: (P,) float64 mm, RMS misfit of those interferograms against the window's
+            current estimates (NaN where n_ifg == 0).
+        sigma: (P,) float64 mm, posterior std of ``displacement`` when weights are 1/mm^2.
+        closure_flag: (P,) bool, some triangle through this epoch has |closure| > MM_PER_CYCLE / 2.
+    """
+
+    epoch: int
+    displacement: np.ndarray
+    n_ifg: np.ndarray
+    residual_rms: np.ndarray
+    sigma: np.ndarray
+    closure_flag: np.ndarray
+
+
+class IncrementalInversion:
+    """Per-pixel information filter over the last ``window`` epochs.
+
+    State (for the W most recent epochs, oldest first): information matrix (P, W, W), information
+    vector (P, W), and a component label (P, W) telling which epochs are tied to epoch 0. Older
+    epochs are marginalised (Schur complement), which loses nothing for the newest epoch because a
+    new interferogram never reaches further back than ``window`` epochs.
+    """
+
+    def __init__(self, n_pixels: int, window: int = 4) -> None:
+        """Start with epoch 0 (d = 0). ``window``: max link span ``k - j`` (epochs) accepted."""
+        if n_pixels < 0 or window < 1:
+            raise ValueError(f"need n_pixels >= 0 and window >= 1, got {n_pixels}, {window}")
+        self.n_pixels, self.window = int(n_pixels), int(window)
+        self.epoch = 0
+        w = self.window
+        # slot i holds epoch (epoch - W + 1 + i); epochs <= 0 carry no unknowns (0 is known)
+        self._lam = np.zeros((n_pixels, w, w))
+        self._eta = np.zeros((n_pixels, w))
+        # component ids: 0 = tied to epoch 0; merging keeps the min so the anchor wins
+        # (pre-history slots get their own negative epoch index: unique, and never linked)
+        self._comp = np.broadcast_to(np.arange(-w + 1, 1), (n_pixels, w)).copy()
+        self._est = np.zeros((n_pixels, w))  # published estimate per slot (for closures)
+        self._store: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def _predecessors(self, pairs_to_new: Sequence | np.ndarray, k: int) -> list[int]:
+        links = list(pairs_to_new.tolist() if isinstance(pairs_to_new, np.ndarray) else pairs_to_new)
+        preds = []
+        for p in links:
+            t = tuple(int(v) for v in np.atleast_1d(p))
+            if len(t) == 2 and t[1] != k:
+                raise ValueError(f"pair {t} does not end at the new epoch {k}")
+            if len(t) not in (1, 2):
+                raise ValueError(f"each link is a predecessor index or (a, {k}), got {t}")
+            a = t[0]
+            if not 0 <= a < k:
+                raise ValueError(f"predecessor {a} must be in [0, {k}) for new epoch {k}")
+            if k - a > self.window:
+                raise ValueError(f"link ({a}, {k}) spans {k - a} epochs, beyond the window of "
+                                 f"{self.window} epochs (IncrementalInversion(window=...))")
+            preds.append(a)
+        return preds
+
+    def add_epoch(self, pairs_to_new: Sequence | np.ndarray, ifg_mm: np.ndarray,
+                  weights: np.ndarray) -> EpochEstimate:
+        """Add epoch ``self.epoch + 1`` with its interferograms from predecessors.
+
+        Args:
+            pairs_to_new: n_new predecessor epoch indices ``j`` (ints, or ``(j, k)`` tuples).
+            ifg_mm: (n_new, P) float LOS mm, ``d[k] - d[j]``.
+            weights: (n_new, P) float >= 0, 0 = missing.
+
+        Returns:
+            :class:`EpochEstimate` for the new epoch, equal to the batch inversion of all data so far.
+        """
+        k = self.epoch + 1
+        preds = self._predecessors(pairs_to_new, k)
+        ifg, w = _clean(np.atleast_2d(np.asarray(ifg_mm, dtype=np.float64)),
+                        np.atleast_2d(np.asarray(weights, dtype=np.float64)))
+        if ifg.shape != (len(preds), self.n_pixels):
+            raise ValueError(f"ifg_mm/weights must be (n_new={len(preds)}, P={self.n_pixels}), "
+                             f"got {ifg.shape}")
+        W, P = self.window, self.n_pixels
+        # extend the window with the new epoch's unknown (slot W)
+        lam = np.zeros((P, W + 1, W + 1))
+        lam[:, :W, :W] = self._lam
+        eta = np.zeros((P, W + 1))
+        eta[:, :W] = self._eta
+        comp = np.concatenate([self._comp, np.full((P, 1), k)], axis=1)
+        slots = np.arange(k - W, k + 1)  # epoch held by each slot
+        for a, wi, phi in zip(preds, w, ifg):
+            s = W - (k - a)
+            lam[:, W, W] += wi
+            eta[:, W] += wi * phi
+            if a > 0:  # epoch 0 is known (0 mm): its link only informs the new epoch
+                lam[:, s, s] += wi
+                lam[:, s, W] -= wi
+                lam[:, W, s] -= wi
+                eta[:, s] -= wi * phi
+            v = wi > 0
+            ca = comp[:, s] if a > 0 else np.zeros(P, dtype=comp.dtype)
+            ck = comp[:, W]
+            hit = v[:, None] & ((comp == ca[:, None]) | (comp == ck[:, None]))
+            comp = np.where(hit, np.minimum(ca, ck)[:, None], comp)
+        # solve on a copy where slots not tied to epoch 0 are pinned (they are decoupled anyway)
+        free = (comp != 0) | (slots <= 0)[None, :]
+        a_mat = lam.copy()
+        a_mat[free[:, :, None] | free[:, None, :]] = 0.0
+        a_mat[:, np.arange(W + 1), np.arange(W + 1)] += free
+        cov = np.linalg.inv(a_mat)
+        x = np.einsum("pij,pj->pi", cov, np.where(free, 0.0, eta))
+        x[free & (slots > 0)[None, :]] = np.nan  # undetermined epochs
+        tied = ~free[:, W]
+        disp = np.where(tied, x[:, W], np.nan)
+        sigma = np.where(tied, np.sqrt(np.maximum(cov[:, W, W], 0.0)), np.nan)
+        # residuals and closures of the new interferograms
+        valid = w > 0
+        n_ifg = valid.sum(axis=0)
+        x0 = np.where((slots == 0)[None, :], 0.0, x)
+        sq = np.zeros(P)
+        for (a, phi, v) in zip(preds, ifg, valid):
+            r = phi - (x0[:, W] - x0[:, W - (k - a)])
+            sq += np.where(v, r * r, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rms = np.where(n_ifg > 0, np.sqrt(sq / np.maximum(n_ifg, 1)), np.nan)
+        flag = self._closure_flag(k, preds, ifg, valid)
+        # publish, remember, then marginalise the oldest epoch (Schur complement on a scalar)
+        est = np.concatenate([self._est, disp[:, None]], axis=1)
+        for a, phi, wi in zip(preds, ifg, w):
+            self._store[(a, k)] = (np.where(wi > 0, phi, np.nan), wi)
+        self._store = {p: v for p, v in self._store.items() if p[0] > k - W}
+        l_oo = lam[:, 0, 0]
+        scale = np.abs(lam[:, np.arange(W + 1), np.arange(W + 1)]).max(axis=1)
+        # PSD: l_oo == 0 means no coupling; a relative floor stops rounding residue from blowing up
+        f = np.where(l_oo > 1e-12 * scale, 1.0 / np.where(l_oo > 0, l_oo, 1.0), 0.0)
+        l_ro = lam[:, 1:, 0]
+        self._lam = lam[:, 1:, 1:] - f[:, None, None] * l_ro[:, :, None] * l_ro[:, None, :]
+        self._eta = eta[:, 1:] - f[:, None] * l_ro * eta[:, :1]
+        self._comp, self._est, self.epoch = comp[:, 1:], est[:, 1:], k
+        return EpochEstimate(k, disp, n_ifg, rms, sigma, flag)
+
+    def _closure_flag(self, k: int, preds: list[int], ifg: np.ndarray,
+                      valid: np.ndarray) -> np.ndarray:
+        """(P,) bool: |phi(j1,k) - phi(j2,k) - phi(j1,j2)| > half a cycle for some j1 < j2."""
+        W = self.window
+        flag = np.zeros(self.n_pixels, dtype=bool)
+        for i1, j1 in enumerate(preds):
+            for i2, j2 in enumerate(preds):
+                if not j1 < j2:
+                    continue
+                # estimate of d[j2] - d[j1] from what was published (slot of j = W - 1 - (k - 1 - j))
+                e1 = np.zeros(self.n_pixels) if j1 == 0 else self._est[:, W - k + j1]
+                hat = self._est[:, W - k + j2] - e1
+                if (j1, j2) in self._store:  # the direct interferogram is better where it exists
+                    phi12, w12 = self._store[(j1, j2)]
+                    hat = np.where(w12 > 0, phi12, hat)
+                c = ifg[i1] - ifg[i2] - hat
+                with np.errstate(invalid="ignore"):
+                    flag |= valid[i1] & valid[i2] & (np.abs(c) > CLOSURE_THRESHOLD_MM)
+        return flag
