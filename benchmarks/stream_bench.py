@@ -181,7 +181,7 @@ def _case(case: str, seed: int, pidfile: Path) -> dict:
             bootstrap, redis_url = broker.bootstrap, redis_srv.url
             s = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url, data_root=tmp / "data", min_history_epochs=history,
                          seismic_area_km2=area, consumer_group=f"bench-{case}", device="cpu")
-            broker.create_topics([s.epochs_topic, s.alerts_topic, s.summaries_topic, s.dlq_topic])
+            broker.create_topics(s.topics)
             # every epoch's data object is written before anything is timed
             t0 = time.perf_counter()
             events = list(epoch_events(cube, Path(s.data_root)))

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     history = int(round(0.85 * n_obs))
     print(f"simulated {cube.attrs['frame']}: {n_lat}x{n_lon} px, {n_obs} epochs; the earthquake shows from {truth.attrs['first_post_event']}")
     with services(settings) as (bootstrap, redis_url):
-        create_topics(bootstrap, [settings.epochs_topic, settings.alerts_topic, settings.summaries_topic, settings.dlq_topic])
+        create_topics(bootstrap, settings.topics)
         env = dict(os.environ, LADSDIN_KAFKA_BOOTSTRAP=bootstrap, LADSDIN_REDIS_URL=redis_url, LADSDIN_MIN_HISTORY_EPOCHS=str(history),
                    LADSDIN_LOG_LEVEL=args.log_level or os.environ.get("LADSDIN_LOG_LEVEL", "WARNING"),
                    LADSDIN_SEISMIC_AREA_KM2=str(args.seismic_area_km2), LADSDIN_DATA_ROOT=str((out / "data").resolve()))

@@ -49,3 +49,8 @@ class Settings(BaseSettings):
     min_history_epochs: int = Field(40, ge=12, description="epochs a new frame buffers before its model bootstraps")
     nm: float = Field(6.0, gt=0, description="N_m (eq. 4)")
     seismic_area_km2: float = Field(600.0, gt=0, description="A_s (eq. 5)")
+
+    @property
+    def topics(self) -> tuple[str, str, str, str]:
+        """The four topics the product uses: epochs, alerts, summaries, DLQ."""
+        return (self.epochs_topic, self.alerts_topic, self.summaries_topic, self.dlq_topic)

@@ -116,7 +116,7 @@ def run_worker(settings: Settings, bootstrap: str, redis_url: str, loglevel: str
     """
     from .embedded import create_topics  # plain Kafka admin calls, valid for any broker
 
-    created = create_topics(bootstrap, [settings.epochs_topic, settings.alerts_topic, settings.summaries_topic, settings.dlq_topic])
+    created = create_topics(bootstrap, settings.topics)
     if created:
         log.info("created topics %s", created)
     app = create_app(settings, bootstrap, redis_url)

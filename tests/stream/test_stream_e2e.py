@@ -31,7 +31,7 @@ AREA = 40.0
 def services():
     with EmbeddedBroker() as broker, EmbeddedRedis() as redis_srv:
         s = Settings()
-        broker.create_topics([s.epochs_topic, s.alerts_topic, s.summaries_topic, s.dlq_topic])
+        broker.create_topics(s.topics)
         yield broker.bootstrap, redis_srv.url
 
 
