@@ -26,7 +26,7 @@ import json
 import math
 import struct
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -71,6 +71,20 @@ def encode_arrays(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any] | No
         TypeError: an array is not bool/integer/float/complex (object, string, datetime, struct).
         ValueError: a name is not a non-empty string, or ``meta`` is not JSON-serialisable.
     """
+    return b"".join(_parts(arrays, meta))
+
+
+def write_arrays(f: BinaryIO, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any] | None = None) -> int:
+    """Write the :func:`encode_arrays` blob to the binary file ``f`` without building it in memory
+    (a GB-sized checkpoint is streamed, not copied). Returns the bytes written."""
+    n = 0
+    for part in _parts(arrays, meta):
+        f.write(part)
+        n += len(part) if isinstance(part, bytes) else part.nbytes
+    return n
+
+
+def _parts(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any] | None) -> list[Any]:
     packed = [(name, _as_little_endian(name, a)) for name, a in arrays.items()]
     entries = []
     offset = 0
@@ -88,7 +102,7 @@ def encode_arrays(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any] | No
             parts.append(arr.reshape(-1).view(np.uint8))
         if i < len(packed) - 1:
             parts.append(b"\x00" * _pad(arr.nbytes))
-    return b"".join(parts)
+    return parts
 
 
 def _entry(raw: Any, data_len: int) -> tuple[str, np.dtype, tuple[int, ...], int, int]:

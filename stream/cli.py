@@ -5,7 +5,7 @@ import argparse
 import logging
 import sys
 
-from . import alerts_cmd, demo_cmd, detect_cmd, publish_cmd, simulate_cmd, worker_cmd
+from . import alerts_cmd, demo_cmd, detect_cmd, ingest_cmd, publish_cmd, simulate_cmd, worker_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default=None, help="logging level (env LADSDIN_LOG_LEVEL, default INFO)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo_cmd, simulate_cmd, detect_cmd, publish_cmd, worker_cmd, alerts_cmd):
+    for module in (demo_cmd, simulate_cmd, detect_cmd, publish_cmd, ingest_cmd, worker_cmd, alerts_cmd):
         before = set(sub.choices)
         module.add_parser(sub)
         for name in set(sub.choices) - before:

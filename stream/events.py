@@ -46,6 +46,8 @@ REASONS = ("invalid_json", "schema_violation", "grid_mismatch", "all_nan", "out_
 FRAME_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 #: A referenced object may exceed its raw float32 size by this much (HDF5/Zarr metadata).
 _OBJECT_OVERHEAD_BYTES = 4 * 1024 * 1024
+# float32 displacement plus the ingest's quality layers (2 x float32 + 2 x int8), uncompressed
+_OBJECT_BYTES_PER_PIXEL = 4 + 4 + 4 + 1 + 1
 _DETAIL_CHARS = 400
 
 
@@ -132,13 +134,15 @@ def inline_payload(displacement: np.ndarray) -> dict[str, str]:
 
 def build_epoch_event(frame: str, track: str, epoch: str, lat: np.ndarray, lon: np.ndarray, *,
                       uri: str | None = None, sha256: str | None = None, inline: np.ndarray | Mapping[str, str] | None = None,
-                      data_format: str | None = None, produced_at: str | None = None) -> dict[str, Any]:
+                      data_format: str | None = None, produced_at: str | None = None,
+                      quality: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A ``licsar.epochs.v1`` event: by reference (``uri`` + ``sha256``) or ``inline``.
 
     Args:
         lat, lon: (n_lat,), (n_lon,) pixel-centre coordinates, degrees, regular.
         inline: (n_lat, n_lon) LOS mm, +towards satellite, NaN = no data (or its inline_payload).
         data_format: 'netcdf' or 'zarr'; default from the URI ('.zarr' -> zarr, else netcdf).
+        quality: the optional ``quality`` summary (see the schema), e.g. from ``ladsdin ingest``.
     """
     if (uri is None) == (inline is None):
         raise ValueError("give exactly one of uri= (with sha256=) or inline=")
@@ -157,6 +161,8 @@ def build_epoch_event(frame: str, track: str, epoch: str, lat: np.ndarray, lon: 
         digest = sha256
         fmt = data_format or ("zarr" if str(uri).rstrip("/").endswith(".zarr") else "netcdf")
         event["data"] = {"uri": uri, "sha256": sha256, "format": fmt}
+    if quality is not None:
+        event["quality"] = dict(quality)
     event["event_id"] = f"{frame}:{epoch}:{digest[:12]}"
     validate(EPOCH_SCHEMA, event)
     return event
@@ -269,7 +275,7 @@ def _read_object(path: Path, fmt: str, sha256: str, grid: Mapping[str, Any], uri
     import xarray as xr
 
     n_pixels = grid["n_lat"] * grid["n_lon"]
-    limit = 4 * n_pixels + _OBJECT_OVERHEAD_BYTES
+    limit = _OBJECT_BYTES_PER_PIXEL * n_pixels + _OBJECT_OVERHEAD_BYTES
     if fmt == "netcdf":
         if not path.is_file():
             raise EventError("unreadable_data", f"{uri}: format netcdf needs a file, {path} is not one")
@@ -329,12 +335,15 @@ def load_epoch_data(event: Mapping[str, Any], allowed_roots: Sequence[Path],
 
 
 def write_epoch_object(data_root: Path, frame: str, epoch: str, displacement: np.ndarray, lat: np.ndarray,
-                       lon: np.ndarray, track: str) -> tuple[str, str]:
+                       lon: np.ndarray, track: str, *,
+                       layers: Mapping[str, tuple[np.ndarray, Mapping[str, str]]] | None = None) -> tuple[str, str]:
     """Write ``data_root/<frame>/<epoch>.nc`` atomically (temp file, fsync, rename).
 
     Args:
         displacement: (n_lat, n_lon) float32, LOS mm, +towards satellite, NaN = no data.
         lat, lon: (n_lat,), (n_lon,) pixel-centre coordinates, degrees.
+        layers: further (n_lat, n_lon) variables with their attributes (units, long_name), e.g. the
+            inversion's quality layers; readers of the event use only ``displacement``.
     Returns:
         (``file://`` URI of the object, sha256 of its bytes).
     """
@@ -350,13 +359,23 @@ def write_epoch_object(data_root: Path, frame: str, epoch: str, displacement: np
                 "lon": ("lon", np.asarray(lon, np.float64), {"units": "degrees_east"})},
         attrs={"frame": frame, "track": track, "epoch": epoch, "units": UNITS, "sign": SIGN, "Conventions": "CF-1.8"},
     )
+    # level 1 + byte shuffle: nearly level 4's size on float maps at a fraction of the time
+    # (a full LiCSAR frame is 6 M pixels per layer)
+    encoding = {"displacement": {"zlib": True, "complevel": 1, "shuffle": True}}
+    for name, (values, attrs) in (layers or {}).items():
+        if np.shape(values) != d.shape or name in ds.variables:
+            raise ValueError(f"layer {name!r}: shape {np.shape(values)} (need {d.shape}) or a reserved name")
+        values = np.asarray(values)
+        ds[name] = (("lat", "lon"), values, dict(attrs))
+        # noise-like float layers barely compress, and deflate would be most of the write time
+        encoding[name] = {"zlib": True, "complevel": 1} if values.dtype.itemsize == 1 else {}
     out_dir = Path(data_root) / frame
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / f"{epoch}.nc"
     # Readers see either no file or the whole file: the event may be published the moment we return.
     tmp = out_dir / f".{epoch}.nc.{uuid.uuid4().hex}.tmp"
     try:
-        ds.to_netcdf(tmp, engine="h5netcdf", encoding={"displacement": {"zlib": True, "complevel": 4}})
+        ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         digest = object_sha256(tmp)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--track", choices=("A", "D"), default=None, help="track when the file carries none")
 
 
-def epoch_events(cube: Any, data_root: Path, *, date_from: str | None = None, date_to: str | None = None, inline: bool = False) -> Iterator[tuple[str, str, dict]]:
+def epoch_events(cube: Any, data_root: Path, *, date_from: str | None = None, date_to: str | None = None, inline: bool = False,
+                 skip: Callable[[str], bool] | None = None, quality: dict | None = None) -> Iterator[tuple[str, str, dict]]:
     """Yield (frame, epoch, event) for each epoch of a normalised cube in time order, writing
-    each epoch's data object under ``data_root`` unless it travels inline."""
+    each epoch's data object under ``data_root`` unless it travels inline. Epochs for which
+    ``skip(epoch)`` is true are passed over before anything is written."""
     import numpy as np
 
     from .events import build_epoch_event, inline_payload, write_epoch_object
@@ -38,14 +40,14 @@ def epoch_events(cube: Any, data_root: Path, *, date_from: str | None = None, da
     lat, lon = cube["lat"].values, cube["lon"].values
     for i, t in enumerate(cube["time"].values):
         epoch = str(np.datetime64(t, "D"))
-        if (date_from and epoch < date_from) or (date_to and epoch > date_to):
+        if (date_from and epoch < date_from) or (date_to and epoch > date_to) or (skip and skip(epoch)):
             continue
         d = np.ascontiguousarray(cube["displacement"].values[i], dtype=np.float32)
         if inline:
-            event = build_epoch_event(frame, track, epoch, lat, lon, inline=inline_payload(d))
+            event = build_epoch_event(frame, track, epoch, lat, lon, inline=inline_payload(d), quality=quality)
         else:
             uri, sha = write_epoch_object(data_root, frame, epoch, d, lat, lon, track)
-            event = build_epoch_event(frame, track, epoch, lat, lon, uri=uri, sha256=sha)
+            event = build_epoch_event(frame, track, epoch, lat, lon, uri=uri, sha256=sha, quality=quality)
         yield frame, epoch, event
 
 

@@ -50,6 +50,19 @@ class Settings(BaseSettings):
     nm: float = Field(6.0, gt=0, description="N_m (eq. 4)")
     seismic_area_km2: float = Field(600.0, gt=0, description="A_s (eq. 5)")
 
+    # ingest (``ladsdin ingest``): LiCSAR interferograms -> epoch events
+    ingest_state_dir: Path | None = Field(None, description="where ingest keeps its ledger and inversion checkpoint; default <data_root>/<frame>/.ingest")
+    ingest_poll_s: float = Field(30.0, gt=0, description="--watch: seconds between scans of the frame directory")
+    ingest_links: int = Field(3, ge=1, le=4, description="interferograms LiCSAR forms to each new epoch; an epoch with fewer waits (see ingest_settle_s)")
+    ingest_settle_s: float = Field(3600.0, ge=0, description="--watch: an epoch with fewer than ingest_links interferograms is inverted once its newest file is this old, or as soon as a later epoch appears")
+    ingest_window: int = Field(4, ge=1, le=8, description="longest interferogram accepted, in epochs (the incremental inversion's window)")
+    ingest_min_coherence: float = Field(0.15, ge=0, lt=1, description="pixels of an interferogram below this coherence are not used")
+    ingest_looks: float = Field(20.0, gt=0, description="effective looks of the coherence estimate; sets the phase variance (1-g^2)/(2 L g^2) behind the weights")
+    ingest_ref: str | None = Field(None, description="reference area: 'x1:x2/y1:y2' (pixels, LiCSBAS) or 'lon1/lon2/lat1/lat2' (degrees); unset = automatic")
+    ingest_gap_sigma_mm: float | None = Field(20.0, gt=0, description="bridge a pixel's network gap (no interferogram chain back to epoch 0) with 'no motion since its last estimate' of this std, mm; null = leave it NaN for good (the exact batch answer)")
+    ingest_checkpoint_every: int = Field(5, ge=1, description="write the inversion checkpoint every N epochs (~180 bytes/pixel: 1.1 GB for a 2500x2500 frame); a restart replays at most N-1 epochs from the interferograms on disk")
+    ingest_mask_closure: bool = Field(True, description="publish NaN where a loop closure through the epoch exceeds half a cycle (an unwrapping error)")
+
     @property
     def topics(self) -> tuple[str, str, str, str]:
         """The four topics the product uses: epochs, alerts, summaries, DLQ."""

@@ -59,6 +59,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                    help="fraction of epochs with unwrapping-error blobs (default 0.03)")
     p.add_argument("--event-slot", type=int, default=None,
                    help="calendar slot of the first post-event epoch (default: ~90%% of the slots)")
+    p.add_argument("--licsar-dir", type=Path, default=None, metavar="DIR",
+                   help="also write DIR/<frame>/ as a LiCSAR frame directory (interferograms/D1_D2/*.geo.{unw,cc}.tif "
+                   "to each epoch's 3 predecessors, with decorrelation noise, and metadata/) for `ladsdin ingest licsar`")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.set_defaults(func=run)
 
@@ -112,4 +115,10 @@ def run(args: argparse.Namespace) -> int:
           + (f", first post-event epoch {first_post}" if first_post else ""))
     print(f"peak |LOS| {peak:.1f} mm (coseismic, positive towards the satellite)")
     print(f"wrote      {out} and {tpath}")
+    if args.licsar_dir is not None:
+        from .ingest.synthetic import SyntheticFrame
+
+        frame_dir = SyntheticFrame(cube, args.licsar_dir, truth=truth, seed=args.seed).write()
+        n_ifg = sum(1 for _ in (frame_dir / "interferograms").iterdir())
+        print(f"wrote      {frame_dir} ({n_ifg} interferograms, synthetic: not real LiCSAR data)")
     return 0

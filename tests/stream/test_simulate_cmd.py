@@ -56,3 +56,18 @@ def test_bad_values_are_reported(tmp_path: Path, capsys: pytest.CaptureFixture[s
                                  "--size", "32x32", "--epochs", "20", "--gap-run", "15:10"])
     assert simulate_cmd.run(args) == 2
     assert "gap run" in capsys.readouterr().err
+
+
+def test_licsar_dir_writes_a_frame_directory_ingest_can_read(tmp_path: Path) -> None:
+    from ladsdin.stream.ingest.frame import scan_frame
+    from ladsdin.stream.readers.licsar import read_geometry
+
+    args = _parser().parse_args(["simulate", "--preset", "null", "--out", str(tmp_path / "c.nc"), "--size", "20x24",
+                                 "--epochs", "6", "--missing-fraction", "0", "--licsar-dir", str(tmp_path / "frames")])
+    assert simulate_cmd.run(args) == 0
+    with xr.open_dataset(tmp_path / "c.nc", engine="h5netcdf") as ds:
+        frame, n = ds.attrs["frame"], ds.sizes["time"]
+    entries, problems = scan_frame(tmp_path / "frames" / frame)
+    assert not problems and len(entries) == 3 * n - 6  # 1 + 2 + 3 + 3 + ... links
+    assert all(e.complete for e in entries)
+    assert read_geometry(tmp_path / "frames" / frame, frame).grid.shape == (20, 24)
