@@ -11,6 +11,13 @@ Cases:
   lat1m    1000 x 1000 pixels at 0.001 deg (1M), same procedure.
   replay   163 x 40 pixels (6,520) at 0.002 deg, 160 epochs, 60 history: bootstrap, then the
            remaining 100 epochs sent as fast as the producer can.
+  replay_long  the replay frame with 460 epochs (400 scored): the metrics-overhead comparison.
+
+Metrics overhead (``--metrics-overhead``, issue 5): replay_long with the worker's metrics off
+(LADSDIN_METRICS_ENABLED=false, LADSDIN_METRICS_PORT=0: no-op instruments, no endpoint, no
+health monitor) and on (instruments, /metrics served and scraped here every second, as
+Prometheus would, plus the 15 s health monitor), in pairs on the same seed within one run, the
+order alternating between pairs. It prints median epochs/s on and off and their ratio.
 
 Latency is wall clock in the benchmark process: from the producer's send of a scored epoch's
 event to the arrival of that epoch's record on ladsdin.epoch-summaries.v1 (a consumer thread,
@@ -22,6 +29,7 @@ frame's state blob (STRLEN of ladsdin:{F}:state), RedisStateStore.get_state and 
 with that blob, and plain SET/GET of a blob of the same size as the raw baseline.
 
 Usage: python benchmarks/stream_bench.py [--cases lat100k,lat1m,replay] [--repeats 3] [--repeats-1m 1]
+       python benchmarks/stream_bench.py --metrics-overhead [--repeats 3]
 Prints one Markdown table per figure (medians over repeats); see docs/BENCHMARKS.md.
 """
 from __future__ import annotations
@@ -45,6 +53,7 @@ CASES = {
     "lat100k": (316, 316, 0.001, 80, 60, 40.0, 0.08),
     "lat1m": (1000, 1000, 0.001, 80, 60, 100.0, 0.08),
     "replay": (163, 40, 0.002, 160, 60, 20.0, 0.0),
+    "replay_long": (163, 40, 0.002, 460, 60, 20.0, 0.0),
 }
 IO_REPEATS = 5
 
@@ -153,7 +162,34 @@ def _redis_io(redis_url: str, frame: str) -> dict:
     return {"state_bytes": nbytes, "get_state_s": med(t_get), "commit_s": med(t_commit), "raw_get_s": med(t_rget), "raw_set_s": med(t_set)}
 
 
-def _case(case: str, seed: int, pidfile: Path) -> dict:
+class Scraper(threading.Thread):
+    """GETs the worker's /metrics every ``interval_s``, as Prometheus would; keeps the last body."""
+
+    def __init__(self, port: int, interval_s: float = 1.0) -> None:
+        super().__init__(daemon=True)
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.interval_s = interval_s
+        self.n = 0
+        self.last = ""
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        import urllib.request
+
+        while not self._halt.wait(self.interval_s):
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as r:
+                    self.last = r.read().decode()
+                    self.n += 1
+            except OSError:
+                pass  # not serving yet
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
+
+
+def _case(case: str, seed: int, pidfile: Path, metrics: str = "default") -> dict:
     import numpy as np
     import torch
 
@@ -179,8 +215,13 @@ def _case(case: str, seed: int, pidfile: Path) -> dict:
             pids.update(broker=broker.pid, valkey=redis_srv.pid)
             pidfile.write_text(json.dumps(pids))
             bootstrap, redis_url = broker.bootstrap, redis_srv.url
+            from ladsdin.stream.embedded import free_port
+
+            # metrics: "off" = no-op instruments and no endpoint; "on"/"default" = the product default
+            # (instruments, endpoint, health monitor) on a free port; "on" also scrapes it every second
+            obs = {"metrics_enabled": False, "metrics_port": 0} if metrics == "off" else {"metrics_enabled": True, "metrics_port": free_port()}
             s = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url, data_root=tmp / "data", min_history_epochs=history,
-                         seismic_area_km2=area, consumer_group=f"bench-{case}", device="cpu")
+                         seismic_area_km2=area, consumer_group=f"bench-{case}", device="cpu", **obs)
             broker.create_topics(s.topics)
             # every epoch's data object is written before anything is timed
             t0 = time.perf_counter()
@@ -192,6 +233,9 @@ def _case(case: str, seed: int, pidfile: Path) -> dict:
             proc = _start_worker(s, log)
             pids["worker"] = proc.pid
             pidfile.write_text(json.dumps(pids))
+            scraper = Scraper(s.metrics_port) if metrics == "on" else None
+            if scraper is not None:
+                scraper.start()
             watcher = SummaryWatcher(bootstrap, s.summaries_topic, frame)
             watcher.start()
             producer = make_producer(bootstrap, s.max_message_bytes)
@@ -218,7 +262,7 @@ def _case(case: str, seed: int, pidfile: Path) -> dict:
                 time.sleep(0.2)
             t_boot = time.time() - t_boot0
             sent: dict[str, float] = {}
-            if case == "replay":
+            if case.startswith("replay"):
                 for _, ep, ev in scored:
                     sent[ep] = send(ev)
                 producer.flush(30)
@@ -234,6 +278,12 @@ def _case(case: str, seed: int, pidfile: Path) -> dict:
             lat = np.array([arr[ep] - sent[ep] for ep in sent])
             proc_s = {m.group(1): float(m.group(2)) for m in
                       re.finditer(r"scored frame \S+ epoch (\S+) in ([\d.]+) s", log.read_text())}
+            scraped = {}
+            if scraper is not None:
+                time.sleep(1.5)  # one more scrape after the last epoch
+                scraper.stop()
+                scored_metric = [float(ln.split()[-1]) for ln in scraper.last.splitlines() if ln.startswith("ladsdin_epochs_scored_total{")]
+                scraped = {"scrapes": scraper.n, "metrics_scored": sum(scored_metric)}
             _stop_worker(proc)
             watcher.stop()
             watcher = None
@@ -248,9 +298,11 @@ def _case(case: str, seed: int, pidfile: Path) -> dict:
                 "n_alert_epochs": sum(1 for x in recs if x["n_seismic_objects"]),
                 "replay_eps": len(sent) / (max(arr.values()) - min(sent.values())),
                 "threads": torch.get_num_threads(),
+                "metrics": metrics, **scraped,
             }
             print(json.dumps(out), file=sys.stderr, flush=True)  # the stream figures, before the I/O part
-            out.update(_redis_io(redis_url, frame))
+            if metrics == "default":
+                out.update(_redis_io(redis_url, frame))
     finally:
         if watcher is not None:
             watcher.stop()
@@ -276,40 +328,105 @@ def _cleanup(pidfile: Path) -> None:
             pass
 
 
+def _instrumentation_us(n: int = 20000) -> dict[str, float]:
+    """Microseconds per scored epoch of the recorder calls the processor and outbox make for one
+    scored epoch (stream/processor.py, stream/outbox.py), for the no-op and the Prometheus recorder."""
+    from ladsdin.stream.metrics import MetricsRecorder, PrometheusMetrics
+
+    out = {}
+    for name, m in (("off", MetricsRecorder()), ("on", PrometheusMetrics(["a", "s", "d"]))):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            m.event_started()
+            for stage in ("model_load", "fetch", "predict", "cluster", "state_write", "publish"):
+                with m.stage(stage):
+                    pass
+            m.observe_stage("state_load", 0.001)
+            m.scored("F", epoch="2022-01-08", c_k=10, n_a=20, n_valid=6000, largest_px=5, pixel_area_km2=0.04, n_alerts=0,
+                     latency_s=0.5, state_bytes=100000)
+            m.frame_event("F", 1036800.0)
+            m.published("s", 1)
+            m.event_finished("scored", 0.04)
+        out[name] = (time.perf_counter() - t0) / n * 1e6
+    return out
+
+
+def _overhead_table(runs: list[dict], failures: list) -> int:
+    """Print the metrics on/off table of --metrics-overhead; 1 on a failure or a run without metrics."""
+    import torch
+
+    cmd = "python benchmarks/stream_bench.py " + " ".join(sys.argv[1:])
+    print(f"# stream_bench metrics overhead — {time.strftime('%Y-%m-%d')}, {platform.node()}, {os.cpu_count()} CPUs, "
+          f"torch {torch.__version__}, device cpu; command: `{cmd}`\n")
+    by = {m: [r for r in runs if r["metrics"] == m] for m in ("off", "on")}
+    print("| metrics | runs | scored epochs | epochs/s per run | median epochs/s | worker process() p50 s | /metrics scrapes per run |")
+    print("|---|---|---|---|---|---|---|")
+    for m, rs in by.items():
+        if rs:
+            print(f"| {m} | {len(rs)} | {rs[0]['n_scored']} | {', '.join(format(r['replay_eps'], '.1f') for r in rs)} | "
+                  f"{statistics.median(r['replay_eps'] for r in rs):.2f} | {statistics.median(r['process_p50_s'] for r in rs):.4f} | "
+                  f"{', '.join(str(r.get('scrapes', '-')) for r in rs)} |")
+    bad = [r for r in by["on"] if r.get("metrics_scored") != r["n_scored"]]
+    if by["on"] and by["off"]:
+        ratio = statistics.median(r["replay_eps"] for r in by["on"]) / statistics.median(r["replay_eps"] for r in by["off"])
+        pairs = [on["replay_eps"] / off["replay_eps"] for on in by["on"] for off in by["off"] if on["seed"] == off["seed"]]
+        print(f"\non/off median epochs/s: **{ratio:.3f}** (overhead {100 * (1 - ratio):+.1f} %); per seed pair: "
+              f"{', '.join(f'{p:.3f}' for p in pairs)}")
+    cost = _instrumentation_us()
+    p50_on = statistics.median(r["process_p50_s"] for r in by["on"]) if by["on"] else float("nan")
+    print(f"\nrecorder calls per scored epoch, timed alone in this process: on {cost['on']:.1f} us, off {cost['off']:.1f} us "
+          f"= {100 * (cost['on'] - cost['off']) * 1e-6 / p50_on:.2f} % of the worker's process() p50 ({1000 * p50_on:.1f} ms)")
+    if bad:
+        print(f"\nruns whose /metrics did not count every scored epoch: {[r['seed'] for r in bad]}")
+    for case, r, err in failures:
+        print(f"- FAILED {case} seed {r}: {err.strip().splitlines()[-1] if err.strip() else 'no stderr'}")
+    return 1 if failures or bad else 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", default="lat100k,lat1m,replay")
     ap.add_argument("--repeats", type=int, default=3, help="repeats of the small cases (lat100k, replay)")
     ap.add_argument("--repeats-1m", type=int, default=1, help="repeats of lat1m")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per case subprocess")
-    ap.add_argument("--case", nargs=3, metavar=("CASE", "SEED", "PIDFILE"), help=argparse.SUPPRESS)
+    ap.add_argument("--metrics-overhead", action="store_true", help="replay_long with metrics off and on, in pairs (issue 5)")
+    ap.add_argument("--case", nargs=4, metavar=("CASE", "SEED", "PIDFILE", "METRICS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.case:
-        case, seed, pidfile = args.case
-        print(json.dumps(_case(case, int(seed), Path(pidfile))))
+        case, seed, pidfile, metrics = args.case
+        print(json.dumps(_case(case, int(seed), Path(pidfile), metrics)))
         return 0
     runs, failures = [], []
+
+    def run_case(case: str, r: int, metrics: str = "default") -> None:
+        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+            pidfile = Path(f.name)
+        t0 = time.perf_counter()
+        try:
+            out = subprocess.run([sys.executable, __file__, "--case", case, str(r), str(pidfile), metrics], capture_output=True,
+                                 text=True, timeout=args.timeout)
+            rc, err, stdout = out.returncode, out.stderr, out.stdout
+        except subprocess.TimeoutExpired as exc:
+            rc, err, stdout = -1, f"timed out after {args.timeout:.0f} s\n{exc.stderr or ''}", ""
+        finally:
+            _cleanup(pidfile)
+            pidfile.unlink(missing_ok=True)
+        if rc:
+            failures.append((case, r, err[-3000:] if isinstance(err, str) else str(err)))
+            print(f"  {case} seed {r} metrics {metrics}: FAILED after {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+            sys.stderr.write(failures[-1][2] + "\n")
+            return
+        runs.append(json.loads(stdout.strip().splitlines()[-1]))
+        print(f"  {case} seed {r} metrics {metrics}: {time.perf_counter() - t0:.0f} s {json.dumps(runs[-1])}", file=sys.stderr)
+
+    if args.metrics_overhead:
+        for r in range(args.repeats):
+            for metrics in (("off", "on") if r % 2 == 0 else ("on", "off")):  # alternate the order: drift cancels
+                run_case("replay_long", r, metrics)
+        return _overhead_table(runs, failures)
     for case in args.cases.split(","):
         for r in range(args.repeats_1m if case == "lat1m" else args.repeats):
-            with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
-                pidfile = Path(f.name)
-            t0 = time.perf_counter()
-            try:
-                out = subprocess.run([sys.executable, __file__, "--case", case, str(r), str(pidfile)], capture_output=True,
-                                     text=True, timeout=args.timeout)
-                rc, err, stdout = out.returncode, out.stderr, out.stdout
-            except subprocess.TimeoutExpired as exc:
-                rc, err, stdout = -1, f"timed out after {args.timeout:.0f} s\n{exc.stderr or ''}", ""
-            finally:
-                _cleanup(pidfile)
-                pidfile.unlink(missing_ok=True)
-            if rc:
-                failures.append((case, r, err[-3000:] if isinstance(err, str) else str(err)))
-                print(f"  {case} seed {r}: FAILED after {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-                sys.stderr.write(failures[-1][2] + "\n")
-                continue
-            runs.append(json.loads(stdout.strip().splitlines()[-1]))
-            print(f"  {case} seed {r}: {time.perf_counter() - t0:.0f} s {json.dumps(runs[-1])}", file=sys.stderr)
+            run_case(case, r)
 
     import torch
 

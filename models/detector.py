@@ -69,6 +69,9 @@ class EpochScore:
     deformation: np.ndarray | None = None  # float32 D_s, NaN outside seismic objects
     filled: bool = False  # the epoch was invented by KNN filling (paper mode only)
     seconds: float = 0.0  # wall time of scoring this epoch
+    #: wall time per stage: "predict" (forecast, residual, eq. 4 thresholds, the state's LSTM
+    #: step) and "cluster" (connected objects, eqs. 5-6, re-anchoring)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def score_epoch(
@@ -117,6 +120,7 @@ def score_epoch(
     with np.errstate(invalid="ignore"):
         anomalous = valid & (np.abs(rc) > thr)  # eq. 4 on the common-mode-corrected residual
     c_k = int(anomalous.sum())
+    t_cluster = time.perf_counter()
     anomaly_map = grid.scatter(anomalous, fill=False, dtype=bool)
     examined = c_k >= params.n_a  # eq. 5, temporal screen
     objects: list[SeismicObject] = []
@@ -140,7 +144,9 @@ def score_epoch(
         hit = np.unique(labels[seismic_map])
         region = np.isin(labels, hit[hit > 0]).reshape(-1)[grid.index]
         state.offset = state.offset + torch.from_numpy(np.where(region, rc, 0.0).astype(np.float32)).to(fc.device)
+    t_advance = time.perf_counter()
     new_state = fc.advance(state, obs)
+    t_end = time.perf_counter()
     score = EpochScore(
         slot=slot,
         date=date,
@@ -157,6 +163,7 @@ def score_epoch(
         threshold=grid.scatter(thr),
         deformation=deformation,
         filled=filled,
-        seconds=time.perf_counter() - t0,
+        seconds=t_end - t0,
+        stage_seconds={"predict": (t_cluster - t0) + (t_end - t_advance), "cluster": t_advance - t_cluster},
     )
     return score, new_state

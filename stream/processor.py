@@ -15,6 +15,10 @@ frame's life:
 
 Bad events never change state: they come back as a DLQ message with a machine-readable reason.
 Infrastructure failures (the store is down) raise, so the worker restarts and loses nothing.
+
+Every stage is timed into a :class:`~ladsdin.stream.metrics.MetricsRecorder` (a no-op unless
+the worker passes a Prometheus one): fetch, model_load, state_load, predict, cluster and
+state_write here, publish in the outbox.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ from ..state.codec import decode_arrays, encode_arrays, read_header
 from ..state.frame_model import decode_model, decode_state, encode_model, encode_state
 from ..state.store import OutboxMessage, StateStore
 from .events import EventError, dlq_record, load_epoch_data, parse_epoch_event
+from .metrics import MetricsRecorder
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,32 +70,42 @@ def grid_coords(grid: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
 class EpochProcessor:
     """Applies epoch events to per-frame state in a :class:`StateStore`."""
 
-    def __init__(self, store: StateStore, settings: Settings, device: torch.device, cfg: DetectConfig | None = None) -> None:
+    def __init__(self, store: StateStore, settings: Settings, device: torch.device, cfg: DetectConfig | None = None,
+                 metrics: MetricsRecorder | None = None) -> None:
         self.store = store
         self.settings = settings
         self.device = device
         self.cfg = cfg or DetectConfig(nm=settings.nm, seismic_area_km2=settings.seismic_area_km2)
+        self.metrics = metrics or MetricsRecorder()
         self.roots = [Path(settings.data_root).resolve(), *(Path(r.removeprefix("file://")).resolve() for r in settings.allowed_uri_roots)]
         self._models: dict[str, tuple[str, FrameModel]] = {}
+        self._buffering: set[str] = set()  # frames seen here that have no model yet
 
     # -- entry point -----------------------------------------------------------------------
     def process(self, raw: bytes, *, topic: str = "", partition: int = -1, offset: int = -1) -> Outcome:
         t0 = time.perf_counter()
+        m = self.metrics
+        m.event_started()
         frame = epoch = None
         try:
             event = parse_epoch_event(raw, max_bytes=self.settings.max_message_bytes)
             frame, epoch = event["frame"], event["epoch"]
             if self.settings.frames and frame not in self.settings.frames:
                 raise EventError("unknown_frame", f"frame {frame} is not served here (LADSDIN_FRAMES lists {len(self.settings.frames)} frames)")
-            model = self._model(frame)
+            with m.stage("model_load"):
+                model = self._model(frame)
             out = self._buffer(event) if model is None else self._score(event, model)
+            # only now is the frame name a bounded label: valid, allowed, and known to the store
+            m.frame_event(frame, self.cfg.step_days * 86400.0)
         except EventError as exc:
             log.warning("rejected event %s/%s@%s (frame %s, epoch %s): %s: %s", topic, partition, offset, frame, epoch, exc.reason, exc)
             record = dlq_record(raw, exc.reason, str(exc), topic, partition, offset, key=frame.encode() if frame else None,
                                 max_payload_bytes=min(self.settings.dlq_max_payload_bytes, self.settings.max_message_bytes))
             msg = OutboxMessage(f"dlq:{topic}:{partition}:{offset}", self.settings.dlq_topic, frame or "", json.dumps(record).encode())
             out = Outcome("rejected", frame, epoch, exc.reason, [msg])
+            m.rejected(exc.reason)
         out.seconds = time.perf_counter() - t0
+        m.event_finished(out.status, out.seconds)
         return out
 
     # -- known frames ----------------------------------------------------------------------
@@ -108,10 +123,13 @@ class EpochProcessor:
             fc, grid, params, info = decode_model(blob, self.device)
             version = meta.get("version", version)
             self._models[frame] = (version, FrameModel(fc, grid, params, version, float(info.get("pixel_area_km2", 0.0))))
+            self._track()
         return self._models[frame][1]
 
     def _score(self, event: dict[str, Any], model: FrameModel) -> Outcome:
         frame, epoch = event["frame"], event["epoch"]
+        m = self.metrics
+        t_load = time.perf_counter()
         blob, cursor = self.store.get_state(frame)
         if blob is None:  # crashed between saving the model and its first state: bootstrap again
             self._models.pop(frame, None)
@@ -120,17 +138,25 @@ class EpochProcessor:
             return self._replayed(event, cursor)
         fc, grid = model.forecaster, model.grid
         state = decode_state(blob, self.device)
+        m.observe_stage("state_load", time.perf_counter() - t_load)
         slot = fc.calendar.slot_of(np.datetime64(epoch))
         if slot <= state.slot:
             raise EventError("out_of_order", f"epoch {epoch} falls in calendar slot {slot}, not after the last applied slot {state.slot} ({cursor})")
         expected = {"n_lat": grid.lat.size, "n_lon": grid.lon.size}
-        obs = load_epoch_data(event, self.roots, expected)
+        with m.stage("fetch"):
+            obs = load_epoch_data(event, self.roots, expected)
         score, new_state = score_epoch(fc, state, obs, slot, epoch, grid, model.params)
+        m.observe_stage("predict", score.stage_seconds["predict"])
+        t_feats = time.perf_counter()
         feats = [
             object_feature(obj, lat=grid.lat, lon=grid.lon, frame=frame, track=event["track"], epoch=epoch, nm=model.params.nm,
-                           n_a=model.params.n_a, model_version=model.model_version, extra={"gap_steps": score.horizon_max - 1, "event_id": event["event_id"]})
+                           n_a=model.params.n_a, model_version=model.model_version,
+                           extra={"gap_steps": score.horizon_max - 1, "event_id": event["event_id"]})
             for obj in score.objects
         ]
+        # cluster: the labelling inside score_epoch plus turning its objects into alert features
+        m.observe_stage("cluster", score.stage_seconds["cluster"] + time.perf_counter() - t_feats)
+        latency_s = round(max(time.time() - _iso_to_epoch(event.get("produced_at")), 0.0), 3)
         msgs = [OutboxMessage(f["id"], self.settings.alerts_topic, frame, json.dumps(f).encode()) for f in feats]
         summary = {
             "schema": "ladsdin.epoch-summaries.v1",
@@ -145,7 +171,7 @@ class EpochProcessor:
             "examined": score.examined,
             "gap_steps": max(score.horizon_max - 1, 0),
             "common_mode_mm": round(score.common_mode_mm, 3),
-            "latency_s": round(max(time.time() - _iso_to_epoch(event.get("produced_at")), 0.0), 3),
+            "latency_s": latency_s,
             "produced_at": _now_iso(),
             "model_version": model.model_version,
             "units": UNITS,
@@ -153,10 +179,15 @@ class EpochProcessor:
         }
         msgs.append(OutboxMessage(f"{frame}:{epoch}:summary", self.settings.summaries_topic, frame, json.dumps(summary).encode()))
         applied = {"event_id": event["event_id"], "slot": slot, "c_k": score.n_anomalous, "alerts": [f["id"] for f in feats]}
-        if not self.store.commit_epoch(frame, epoch=epoch, expected_cursor=cursor, state=encode_state(new_state), outbox=msgs, applied=applied):
+        with m.stage("state_write"):
+            state_blob = encode_state(new_state)
+            committed = self.store.commit_epoch(frame, epoch=epoch, expected_cursor=cursor, state=state_blob, outbox=msgs, applied=applied)
+        if not committed:
             # Another worker applied something first: what we computed is stale, publish nothing.
             log.info("frame %s epoch %s: cursor moved under us, not applied", frame, epoch)
             return Outcome("duplicate", frame, epoch)
+        m.scored(frame, epoch=epoch, c_k=score.n_anomalous, n_a=model.params.n_a, n_valid=score.n_valid, largest_px=score.largest_object,
+                 pixel_area_km2=model.pixel_area_km2, n_alerts=len(feats), latency_s=latency_s, state_bytes=len(state_blob))
         if feats:
             log.info("frame %s epoch %s: %d alert(s), C_k=%d >= N_a=%d", frame, epoch, len(feats), score.n_anomalous, model.params.n_a)
         return Outcome("scored", frame, epoch, None, msgs, n_alerts=len(feats))
@@ -186,13 +217,20 @@ class EpochProcessor:
             first_grid = read_header(first)[0]["grid"] if first is not None else event["grid"]
             if first_grid != event["grid"]:
                 raise EventError("grid_mismatch", f"grid {event['grid']} differs from the frame's grid {first_grid}")
-        data = load_epoch_data(event, self.roots, None)
+        with self.metrics.stage("fetch"):
+            data = load_epoch_data(event, self.roots, None)
         blob = encode_arrays({"displacement": np.ascontiguousarray(data, np.float32)}, {"grid": event["grid"], "track": event["track"], "event_id": event["event_id"]})
         self.store.buffer_epoch(frame, epoch, blob)
         if len(known) + 1 < self.settings.min_history_epochs:
+            self._buffering.add(frame)
+            self.metrics.buffered(frame, len(known) + 1)
+            self._track()
             return Outcome("buffered", frame, epoch)
         self.bootstrap(frame)
         return Outcome("bootstrapped", frame, epoch)
+
+    def _track(self) -> None:
+        self.metrics.frames_tracked(len(self._buffering - self._models.keys()), len(self._models))
 
     def bootstrap(self, frame: str) -> FrameModel:
         """Train a frame's model on its buffered epochs and save model, state and cursor."""
@@ -211,13 +249,17 @@ class EpochProcessor:
         a_p = frame_pixel_area(lat, abs(meta["grid"]["dlat"]), abs(meta["grid"]["dlon"]))
         t0 = time.perf_counter()
         model, state = bootstrap_frame(y, grid, Calendar(cal.start, cal.step_days, n_slots), a_p, self.cfg, self.device)
-        log.info("frame %s: bootstrapped on %d epochs (%s..%s), %d pixels, in %.1f s", frame, len(epochs), epochs[0], epochs[-1], grid.index.size, time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        log.info("frame %s: bootstrapped on %d epochs (%s..%s), %d pixels, in %.1f s", frame, len(epochs), epochs[0], epochs[-1], grid.index.size, seconds)
         self.store.put_model(frame, encode_model(model.forecaster, grid, model.params, {"pixel_area_km2": a_p, "track": meta["track"]}),
                              version=model.model_version, config_hash=self.cfg.digest())
         self.store.commit_epoch(frame, epoch=epochs[-1], expected_cursor=None, state=encode_state(state), outbox=[],
                                 applied={"event_id": meta["event_id"], "bootstrap": True, "n_epochs": len(epochs)})
         self.store.clear_buffer(frame)
         self._models[frame] = (model.model_version, model)
+        self._buffering.discard(frame)
+        self.metrics.bootstrapped(frame, seconds)
+        self._track()
         return model
 
 

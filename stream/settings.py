@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     frames: tuple[str, ...] = Field((), description="frames this deployment serves (JSON list); empty = every frame. Others go to the DLQ as unknown_frame")
     dlq_max_payload_bytes: int = Field(1024 * 1024, ge=0, description="the original payload kept in a DLQ record is cut to this size")
 
+    # observability (the worker's /metrics, /health, /ready; stream/metrics.py, stream/telemetry.py)
+    metrics_enabled: bool = Field(True, description="record Prometheus metrics; false makes every instrument a no-op (/health and /ready still answer)")
+    metrics_port: int = Field(9464, ge=0, le=65535, description="port of /metrics, /health and /ready; 0 = no HTTP endpoint")
+    metrics_host: str = Field("0.0.0.0", description="address the metrics endpoint binds (0.0.0.0: every interface, as in a container)")
+    health_interval_s: float = Field(15.0, gt=0, description="seconds between background checks of Kafka, Redis and the outbox backlog")
+
     # the detector in the stream
     min_history_epochs: int = Field(40, ge=12, description="epochs a new frame buffers before its model bootstraps")
     nm: float = Field(6.0, gt=0, description="N_m (eq. 4)")

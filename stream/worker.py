@@ -9,6 +9,10 @@ after an event has been processed and its messages sent.
 Faust keeps no state of ours: faust Table changelog recovery loses updates on the embedded
 broker (DESIGN.md §4), and the state lives in Redis anyway. A ``exactly_once`` guarantee is not
 used because the embedded broker rejects transactional producers.
+
+Observability: the processor and the outbox record into one metrics object
+(:mod:`ladsdin.stream.metrics`); :func:`run_worker` serves it with ``/health`` and ``/ready``
+on ``LADSDIN_METRICS_PORT`` (:mod:`ladsdin.stream.telemetry`).
 """
 from __future__ import annotations
 
@@ -16,15 +20,18 @@ import asyncio
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import faust
 
 from ..models.devices import configure_threads, resolve_device
 from ..state.redis_store import RedisStateStore
-from .outbox import OutboxPublisher, make_producer
+from .metrics import build_metrics
+from .outbox import OutboxPublisher, make_producer, sample_backlog
 from .processor import EpochProcessor, Outcome
 from .settings import Settings
+from .telemetry import HealthMonitor, ReadinessProbe, TelemetryServer
 
 log = logging.getLogger(__name__)
 #: Exit status of a worker that stopped on an infrastructure failure (EX_TEMPFAIL): restart it.
@@ -40,6 +47,8 @@ def create_app(settings: Settings, bootstrap: str, redis_url: str, *, session_ti
         session_timeout_s: consumer group session timeout; the embedded broker waits half of it
             on every JoinGroup, so it is kept short.
     """
+    faust_dir = Path(settings.data_root) / ".faust"
+    faust_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust.App(
         settings.consumer_group,  # the app id is the consumer group
         broker=f"kafka://{bootstrap}",
@@ -57,17 +66,21 @@ def create_app(settings: Settings, bootstrap: str, redis_url: str, *, session_ti
         # stalling the partition
         consumer_max_fetch_size=4 * settings.max_message_bytes,
         web_enabled=False,
+        # faust makes a data directory even for memory tables: keep it under the data root, not the CWD
+        datadir=str(faust_dir / "{conf.name}-data"),
     )
     configure_threads(settings.threads)
     device = resolve_device(settings.device)
     store = RedisStateStore(redis_url)
-    processor = EpochProcessor(store, settings, device)
+    metrics = build_metrics(settings.metrics_enabled, settings.topics[1:], device=device.type)
+    processor = EpochProcessor(store, settings, device, metrics=metrics)
+    probe = ReadinessProbe(bootstrap, settings.epochs_topic, store.ping, metrics)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ladsdin-score")
     state: dict[str, Any] = {}
 
     def publisher() -> OutboxPublisher:
         if "pub" not in state:
-            state["pub"] = OutboxPublisher(store, make_producer(bootstrap, settings.max_message_bytes))
+            state["pub"] = OutboxPublisher(store, make_producer(bootstrap, settings.max_message_bytes), metrics)
         return state["pub"]
 
     def handle(raw: bytes, partition: int, offset: int) -> Outcome:
@@ -76,7 +89,7 @@ def create_app(settings: Settings, bootstrap: str, redis_url: str, *, session_ti
         if out.status == "rejected":
             pub.send(out.messages)
         pub.flush(out.frame)
-        log.info("partition %d offset %d: %s frame %s epoch %s%s in %.2f s", partition, offset, out.status, out.frame, out.epoch,
+        log.info("partition %d offset %d: %s frame %s epoch %s%s in %.3f s", partition, offset, out.status, out.frame, out.epoch,
                  f" ({out.reason})" if out.reason else "", out.seconds)
         return out
 
@@ -88,6 +101,7 @@ def create_app(settings: Settings, bootstrap: str, redis_url: str, *, session_ti
         n = await asyncio.get_running_loop().run_in_executor(executor, lambda: publisher().flush(None))
         if n:
             log.info("published %d message(s) left in the outbox by a previous run", n)
+        probe.mark_started()
 
     @app.agent(epochs)
     async def consume(stream: faust.StreamT) -> None:
@@ -105,6 +119,9 @@ def create_app(settings: Settings, bootstrap: str, redis_url: str, *, session_ti
                 os._exit(EXIT_RESTART)
 
     app.ladsdin_processor = processor  # type: ignore[attr-defined]  (tests and metrics)
+    app.ladsdin_metrics = metrics  # type: ignore[attr-defined]
+    app.ladsdin_probe = probe  # type: ignore[attr-defined]
+    app.ladsdin_backlog = lambda: sample_backlog(store, metrics)  # type: ignore[attr-defined]  (the health monitor's)
     return app
 
 
@@ -120,6 +137,22 @@ def run_worker(settings: Settings, bootstrap: str, redis_url: str, loglevel: str
     if created:
         log.info("created topics %s", created)
     app = create_app(settings, bootstrap, redis_url)
+    server = monitor = None
+    if settings.metrics_port:
+        try:
+            server = TelemetryServer(settings.metrics_host, settings.metrics_port, app.ladsdin_metrics, app.ladsdin_probe).start()
+        except OSError as exc:
+            # Scoring matters more than its metrics: run on, and say how to fix it.
+            log.error("cannot serve /metrics, /health, /ready on %s:%d (%s); the worker runs without them: set "
+                      "LADSDIN_METRICS_PORT to a free port (0 = none)", settings.metrics_host, settings.metrics_port, exc)
+        monitor = HealthMonitor(app.ladsdin_probe, app.ladsdin_backlog, settings.health_interval_s)
+        monitor.start()
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        if monitor is not None:
+            monitor.stop()
+        if server is not None:
+            server.stop()
     return 0
