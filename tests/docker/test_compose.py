@@ -52,14 +52,15 @@ def _subcommands() -> set[str]:
 def test_docker_compose_config_accepts_the_file():
     binary = _compose_binary()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LADSDIN_", "COMPOSE_"))}
-    for profiles in ([], ["--profile", "demo", "--profile", "gpu"]):
+    for profiles in ([], ["--profile", "demo", "--profile", "gpu", "--profile", "licsar"]):
         done = subprocess.run([binary, "-f", str(COMPOSE), *profiles, "config", "--format", "json"], capture_output=True, text=True, env=env)
         assert done.returncode == 0, done.stderr
         assert not done.stderr.strip(), done.stderr  # compose warns on unset variables and obsolete keys
     import json
 
     resolved = json.loads(done.stdout)
-    assert set(resolved["services"]) == {"kafka", "kafka-init", "redis", "worker", "worker-gpu", "publisher", "alerts", "prometheus", "grafana"}
+    assert set(resolved["services"]) == {"kafka", "kafka-init", "redis", "worker", "worker-gpu", "publisher", "alerts",
+                                         "ingest", "prometheus", "grafana"}
     assert resolved["services"]["worker"]["deploy"]["replicas"] == 2
     assert resolved["services"]["worker"]["environment"]["LADSDIN_KAFKA_BOOTSTRAP"] == "kafka:9092"
 
@@ -86,8 +87,10 @@ def test_every_ladsdin_env_name_is_a_settings_field():
 def test_services_run_real_subcommands_against_the_right_services():
     c = _compose()
     sub = _subcommands()
-    for name in ("worker", "worker-gpu", "alerts"):
+    for name in ("worker", "worker-gpu", "alerts", "ingest"):
         assert c["services"][name]["command"][0] in sub, name
+    ingest = c["services"]["ingest"]["command"]
+    build_parser().parse_args([a.replace("${LICSAR_FRAME:-128A_05172_131313}", "128A_05172_131313") for a in ingest])
     script = c["services"]["publisher"]["command"][0]
     for line in filter(None, (ln.strip() for ln in script.splitlines())):
         if line.startswith("ladsdin "):
