@@ -48,6 +48,8 @@ import threading
 import time
 from pathlib import Path
 
+from overhead_lib import Scraper, cpu_seconds, overhead_table  # benchmarks/ is on sys.path when run as a script
+
 CASES = {
     # name: (n_lat, n_lon, spacing_deg, n_epochs, history, A_s km2, missing_fraction)
     "lat100k": (316, 316, 0.001, 80, 60, 40.0, 0.08),
@@ -162,33 +164,6 @@ def _redis_io(redis_url: str, frame: str) -> dict:
     return {"state_bytes": nbytes, "get_state_s": med(t_get), "commit_s": med(t_commit), "raw_get_s": med(t_rget), "raw_set_s": med(t_set)}
 
 
-class Scraper(threading.Thread):
-    """GETs the worker's /metrics every ``interval_s``, as Prometheus would; keeps the last body."""
-
-    def __init__(self, port: int, interval_s: float = 1.0) -> None:
-        super().__init__(daemon=True)
-        self.url = f"http://127.0.0.1:{port}/metrics"
-        self.interval_s = interval_s
-        self.n = 0
-        self.last = ""
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        import urllib.request
-
-        while not self._halt.wait(self.interval_s):
-            try:
-                with urllib.request.urlopen(self.url, timeout=5) as r:
-                    self.last = r.read().decode()
-                    self.n += 1
-            except OSError:
-                pass  # not serving yet
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(10)
-
-
 def _case(case: str, seed: int, pidfile: Path, metrics: str = "default") -> dict:
     import numpy as np
     import torch
@@ -261,6 +236,7 @@ def _case(case: str, seed: int, pidfile: Path, metrics: str = "default") -> dict
                     raise RuntimeError("bootstrap did not finish in 600 s")
                 time.sleep(0.2)
             t_boot = time.time() - t_boot0
+            cpu0 = cpu_seconds(proc.pid)
             sent: dict[str, float] = {}
             if case.startswith("replay"):
                 for _, ep, ev in scored:
@@ -272,6 +248,7 @@ def _case(case: str, seed: int, pidfile: Path, metrics: str = "default") -> dict
                     sent[ep] = send(ev)
                     producer.flush(30)
                     watcher.wait_for([ep], 300, proc, log)
+            worker_cpu = cpu_seconds(proc.pid) - cpu0  # every thread of the worker: scoring, scrapes, monitor
             producer.close(10)
             arr = {ep: watcher.got[ep][0] for ep in sent}
             recs = [watcher.got[ep][1] for ep in sent]
@@ -297,6 +274,7 @@ def _case(case: str, seed: int, pidfile: Path, metrics: str = "default") -> dict
                 "process_p50_s": float(np.median([proc_s[e] for e in sent if e in proc_s])) if proc_s else float("nan"),
                 "n_alert_epochs": sum(1 for x in recs if x["n_seismic_objects"]),
                 "replay_eps": len(sent) / (max(arr.values()) - min(sent.values())),
+                "worker_cpu_ms_per_epoch": 1000.0 * worker_cpu / len(sent),
                 "threads": torch.get_num_threads(),
                 "metrics": metrics, **scraped,
             }
@@ -326,61 +304,6 @@ def _cleanup(pidfile: Path) -> None:
             print(f"  killed leftover {name} pid {pid}", file=sys.stderr)
         except (ProcessLookupError, PermissionError):
             pass
-
-
-def _instrumentation_us(n: int = 20000) -> dict[str, float]:
-    """Microseconds per scored epoch of the recorder calls the processor and outbox make for one
-    scored epoch (stream/processor.py, stream/outbox.py), for the no-op and the Prometheus recorder."""
-    from ladsdin.stream.metrics import MetricsRecorder, PrometheusMetrics
-
-    out = {}
-    for name, m in (("off", MetricsRecorder()), ("on", PrometheusMetrics(["a", "s", "d"]))):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            m.event_started()
-            for stage in ("model_load", "fetch", "predict", "cluster", "state_write", "publish"):
-                with m.stage(stage):
-                    pass
-            m.observe_stage("state_load", 0.001)
-            m.scored("F", epoch="2022-01-08", c_k=10, n_a=20, n_valid=6000, largest_px=5, pixel_area_km2=0.04, n_alerts=0,
-                     latency_s=0.5, state_bytes=100000)
-            m.frame_event("F", 1036800.0)
-            m.published("s", 1)
-            m.event_finished("scored", 0.04)
-        out[name] = (time.perf_counter() - t0) / n * 1e6
-    return out
-
-
-def _overhead_table(runs: list[dict], failures: list) -> int:
-    """Print the metrics on/off table of --metrics-overhead; 1 on a failure or a run without metrics."""
-    import torch
-
-    cmd = "python benchmarks/stream_bench.py " + " ".join(sys.argv[1:])
-    print(f"# stream_bench metrics overhead — {time.strftime('%Y-%m-%d')}, {platform.node()}, {os.cpu_count()} CPUs, "
-          f"torch {torch.__version__}, device cpu; command: `{cmd}`\n")
-    by = {m: [r for r in runs if r["metrics"] == m] for m in ("off", "on")}
-    print("| metrics | runs | scored epochs | epochs/s per run | median epochs/s | worker process() p50 s | /metrics scrapes per run |")
-    print("|---|---|---|---|---|---|---|")
-    for m, rs in by.items():
-        if rs:
-            print(f"| {m} | {len(rs)} | {rs[0]['n_scored']} | {', '.join(format(r['replay_eps'], '.1f') for r in rs)} | "
-                  f"{statistics.median(r['replay_eps'] for r in rs):.2f} | {statistics.median(r['process_p50_s'] for r in rs):.4f} | "
-                  f"{', '.join(str(r.get('scrapes', '-')) for r in rs)} |")
-    bad = [r for r in by["on"] if r.get("metrics_scored") != r["n_scored"]]
-    if by["on"] and by["off"]:
-        ratio = statistics.median(r["replay_eps"] for r in by["on"]) / statistics.median(r["replay_eps"] for r in by["off"])
-        pairs = [on["replay_eps"] / off["replay_eps"] for on in by["on"] for off in by["off"] if on["seed"] == off["seed"]]
-        print(f"\non/off median epochs/s: **{ratio:.3f}** (overhead {100 * (1 - ratio):+.1f} %); per seed pair: "
-              f"{', '.join(f'{p:.3f}' for p in pairs)}")
-    cost = _instrumentation_us()
-    p50_on = statistics.median(r["process_p50_s"] for r in by["on"]) if by["on"] else float("nan")
-    print(f"\nrecorder calls per scored epoch, timed alone in this process: on {cost['on']:.1f} us, off {cost['off']:.1f} us "
-          f"= {100 * (cost['on'] - cost['off']) * 1e-6 / p50_on:.2f} % of the worker's process() p50 ({1000 * p50_on:.1f} ms)")
-    if bad:
-        print(f"\nruns whose /metrics did not count every scored epoch: {[r['seed'] for r in bad]}")
-    for case, r, err in failures:
-        print(f"- FAILED {case} seed {r}: {err.strip().splitlines()[-1] if err.strip() else 'no stderr'}")
-    return 1 if failures or bad else 0
 
 
 def main() -> int:
@@ -423,7 +346,7 @@ def main() -> int:
         for r in range(args.repeats):
             for metrics in (("off", "on") if r % 2 == 0 else ("on", "off")):  # alternate the order: drift cancels
                 run_case("replay_long", r, metrics)
-        return _overhead_table(runs, failures)
+        return overhead_table(runs, failures)
     for case in args.cases.split(","):
         for r in range(args.repeats_1m if case == "lat1m" else args.repeats):
             run_case(case, r)
