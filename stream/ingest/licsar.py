@@ -78,6 +78,21 @@ class EpochReport:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class _Loaded:
+    """One epoch's usable interferograms, in link order, as :meth:`LicsarIngest._load` read them.
+
+    ifgs/weights: (P,) float32 LOS mm and 1/mm^2 each; reference: the widest reference window
+    any of them needed (the configured one unless a coseismic pair decorrelated it).
+    """
+
+    reference: RefWindow
+    preds: list[int] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    ifgs: list[np.ndarray] = field(default_factory=list)
+    weights: list[np.ndarray] = field(default_factory=list)
+
+
 def _iso(d: dt.date) -> str:
     return d.isoformat()
 
@@ -285,10 +300,8 @@ class LicsarIngest:
             self.ledger.save()
 
     # -- one epoch -----------------------------------------------------------------------------
-    def _load(self, links: list[tuple[int, IfgEntry]], strict: bool) -> tuple[list[int], list[str], list[np.ndarray], list[np.ndarray]] | None:
-        preds, names, ifgs, weights = [], [], [], []
-        self._refs_used: list[RefWindow] = []
-
+    def _load(self, links: list[tuple[int, IfgEntry]], strict: bool) -> _Loaded | None:
+        """Read and reference the interferograms of ``links``; None = wait (a young unreadable file)."""
         def read(e: IfgEntry) -> Any:
             try:
                 return load_interferogram(e, self.grid, self.ref, min_coherence=self.opt.min_coherence, looks=self.opt.looks)
@@ -298,48 +311,49 @@ class LicsarIngest:
         # GDAL decodes with the GIL released: the 1-4 pairs of an epoch are read side by side
         with ThreadPoolExecutor(max(1, min(4, len(links)))) as pool:
             results = list(pool.map(read, [e for _, e in links]))
+        out = _Loaded(reference=self.ref)
         for (j, e), result in zip(links, results):
-            try:
-                if isinstance(result, LicsarFileError):
-                    raise result
-                mm, w, used = result
-            except LicsarFileError as exc:
+            if isinstance(result, LicsarFileError):
                 if strict:
-                    raise RuntimeError(f"replaying the ledger: {exc}; the file changed after it was used. "
-                                       "Restore it, or remove the ingest state directory to start over") from None
+                    raise RuntimeError(f"replaying the ledger: {result}; the file changed after it was used. "
+                                       "Restore it, or remove the ingest state directory to start over")
                 if self.opt.watch and self.clock() - e.newest_mtime() < self.opt.settle_s:
-                    log.info("frame %s: %s is not readable yet (%s); waiting", self.frame, e.name, exc.detail)
+                    log.info("frame %s: %s is not readable yet (%s); waiting", self.frame, e.name, result.detail)
                     return None
-                self._reject_once(exc, e.name, e.signature())
+                self._reject_once(result, e.name, e.signature())
                 continue
+            mm, w, used = result
             if used != self.ref:
                 log.warning("frame %s: %s: the reference area %s is decorrelated; referenced to %s instead",
                             self.frame, e.name, self.ref.as_licsbas(), used.as_licsbas())
-            self._refs_used.append(used)
-            preds.append(j)
-            names.append(e.name)
-            ifgs.append(mm)
-            weights.append(w)
-        return preds, names, ifgs, weights
+                if used.area > out.reference.area:
+                    out.reference = used
+            out.preds.append(j)
+            out.names.append(e.name)
+            out.ifgs.append(mm)
+            out.weights.append(w)
+        return out
+
+    def _add(self, loaded: _Loaded) -> Any:
+        """Add the loaded interferograms to the filter as its next epoch; returns its EpochEstimate."""
+        shape = (len(loaded.preds), self.filter.n_pixels)
+        return self.filter.add_epoch(loaded.preds, np.array(loaded.ifgs).reshape(shape), np.array(loaded.weights).reshape(shape))
 
     def _invert(self, entries: list[IfgEntry], strict: bool = False) -> Any:
         """Replay path: add the epoch after the filter's current one from ``entries``."""
         index = {d: i for i, d in enumerate(self.epochs)}
         loaded = self._load([(index[_iso(e.d1)], e) for e in entries], strict)
         assert loaded is not None  # strict never waits
-        preds, _, ifgs, weights = loaded
-        n = self.filter.n_pixels
-        return self.filter.add_epoch(preds, np.array(ifgs).reshape(len(preds), n), np.array(weights).reshape(len(preds), n))
+        return self._add(loaded)
 
     def _process(self, date: dt.date, links: list[tuple[int, IfgEntry]]) -> EpochReport | None:
         t = {"start": time.perf_counter()}
         loaded = self._load(links, strict=False)
         if loaded is None:
             return None
-        preds, names, ifgs, weights = loaded
+        names = loaded.names
         t["read"] = time.perf_counter()
-        n = self.filter.n_pixels
-        est = self.filter.add_epoch(preds, np.array(ifgs).reshape(len(preds), n), np.array(weights).reshape(len(preds), n))
+        est = self._add(loaded)
         t["invert"] = time.perf_counter()
         k, epoch, grid = est.epoch, _iso(date), self.grid
         disp = est.displacement.astype(np.float32).reshape(grid.shape)
@@ -348,9 +362,10 @@ class LicsarIngest:
             disp[flagged] = np.nan
         events = []
         if k == 1 and not self.publisher.is_published(self.epochs[0]) and np.isfinite(disp).any():
-            events.append(self._event(self.epochs[0], np.where(np.isfinite(disp), np.float32(0), np.float32(np.nan)), None, []))
+            events.append(self._event(self.epochs[0], np.where(np.isfinite(disp), np.float32(0), np.float32(np.nan)), None, [],
+                                      self.ref))
         if np.isfinite(disp).any():
-            events.append(self._event(epoch, disp, est, names))
+            events.append(self._event(epoch, disp, est, names, loaded.reference))
         else:
             log.warning("frame %s epoch %s: no usable interferogram ties it to the earlier epochs; not published",
                         self.frame, epoch)
@@ -372,10 +387,10 @@ class LicsarIngest:
                  *secs.values())
         return EpochReport(epoch, names, bool(events), secs)
 
-    def _event(self, epoch: str, disp: np.ndarray, est: Any, names: list[str]) -> dict[str, Any]:
+    def _event(self, epoch: str, disp: np.ndarray, est: Any, names: list[str], reference: RefWindow) -> dict[str, Any]:
+        """Write the epoch's object (with the quality layers when ``est`` is given) and build its event."""
         grid = self.grid
-        widest = max(self._refs_used or [self.ref], key=lambda r: (r.x2 - r.x1) * (r.y2 - r.y1))
-        quality: dict[str, Any] = {"source": SOURCE, "reference": widest.as_licsbas(), "interferograms": names,
+        quality: dict[str, Any] = {"source": SOURCE, "reference": reference.as_licsbas(), "interferograms": names,
                                    "closure_masked": self.opt.mask_closure}
         layers = None
         if est is not None:

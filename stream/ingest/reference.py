@@ -38,6 +38,11 @@ class RefWindow:
     y2: int
     how: str = "configured"
 
+    @property
+    def area(self) -> int:
+        """Pixels in the window."""
+        return (self.x2 - self.x1) * (self.y2 - self.y1)
+
     def as_licsbas(self) -> str:
         return f"{self.x1}:{self.x2}/{self.y1}:{self.y2}"
 
