@@ -1,6 +1,6 @@
 """LiCSAR ingest throughput: seconds per new epoch on a full-size frame, inversion included.
 
-A seeded LiCSAR frame directory (``ladsdin.stream.ingest.synthetic``: real file names, dtypes and
+A seeded LiCSAR frame directory (``ladsdin.ingest.synthetic``: real file names, dtypes and
 nodata, DEFLATE GeoTIFFs) of SIZE x SIZE pixels at 0.001° with 3 interferograms per new epoch is
 ingested by ``LicsarIngest`` (one-shot) against the embedded Kafka-wire broker, REPEATS times from
 an empty state. Per epoch it times: reading + referencing the 3 pairs, the incremental inversion,
@@ -29,7 +29,7 @@ import numpy as np
 
 def _frame(size: int, n_epochs: int, root: Path):
     from ladsdin.models.simulation import simulate
-    from ladsdin.stream.ingest.synthetic import SyntheticFrame
+    from ladsdin.ingest.synthetic import SyntheticFrame
 
     t = time.perf_counter()
     cube, truth = simulate("menyuan", "A", n_lat=size, n_lon=size, n_epochs=n_epochs, seed=0, spacing_deg=0.001,
@@ -41,9 +41,9 @@ def _frame(size: int, n_epochs: int, root: Path):
 
 
 def _ingest_once(frame_dir: Path, frame: str, bootstrap: str, root: Path) -> list:
-    from ladsdin.stream.ingest.ledger import Ledger
-    from ladsdin.stream.ingest.licsar import IngestOptions, LicsarIngest
-    from ladsdin.stream.ingest.publisher import EventPublisher
+    from ladsdin.ingest.ledger import Ledger
+    from ladsdin.ingest.scheduler import IngestOptions, LicsarIngest
+    from ladsdin.ingest.publisher import EventPublisher
     from ladsdin.stream.outbox import make_producer
     from ladsdin.stream.settings import Settings
 
@@ -59,7 +59,7 @@ def _ingest_once(frame_dir: Path, frame: str, bootstrap: str, root: Path) -> lis
 
 
 def _io_floor(gen, frame_dir: Path) -> list[float]:
-    from ladsdin.stream.ingest.frame import read_pair, scan_frame
+    from ladsdin.ingest.frame import read_pair, scan_frame
 
     entries, _ = scan_frame(frame_dir)
     out = []
@@ -74,8 +74,8 @@ def _io_floor(gen, frame_dir: Path) -> list[float]:
 
 def _batch_last(gen, frame_dir: Path) -> float:
     from ladsdin.models.inversion import batch_inversion
-    from ladsdin.stream.ingest.frame import load_interferogram, scan_frame
-    from ladsdin.stream.ingest.reference import RefWindow
+    from ladsdin.ingest.frame import load_interferogram, scan_frame
+    from ladsdin.ingest.reference import RefWindow
 
     entries, _ = scan_frame(frame_dir)
     dates = sorted({e.d1 for e in entries} | {e.d2 for e in entries})

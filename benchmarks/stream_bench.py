@@ -1,7 +1,7 @@
 """Streaming worker: publish->summary latency, replay throughput and Redis state I/O.
 
 Every case runs in a fresh subprocess that starts its own embedded broker (tansu) and Valkey,
-then the worker as a separate process (``python -m ladsdin.stream.cli worker``, LADSDIN_* env,
+then the worker as a separate process (``python -m ladsdin.cli worker``, LADSDIN_* env,
 as in production and in tests/stream/test_stream_e2e.py). Every process it starts is stopped
 at the end, also on error.
 
@@ -61,26 +61,6 @@ IO_REPEATS = 5
 
 
 # -- helpers of the case subprocess -------------------------------------------------------------
-def _start_worker(settings, log: Path) -> subprocess.Popen:
-    env = dict(os.environ)
-    env.update({f"LADSDIN_{k.upper()}": json.dumps(list(v)) if isinstance(v, tuple) else str(v)
-                for k, v in settings.model_dump().items() if v is not None})
-    return subprocess.Popen([sys.executable, "-m", "ladsdin.stream.cli", "worker"], env=env, stdout=log.open("ab"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _stop_worker(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        except ProcessLookupError:
-            pass
-
-
 class SummaryWatcher(threading.Thread):
     """Consumes the summaries topic from offset 0; records (wall-clock arrival, record) per epoch."""
 
@@ -171,10 +151,12 @@ def _case(case: str, seed: int, pidfile: Path, metrics: str = "default") -> dict
     from ladsdin.models.simulation import simulate
     from ladsdin.state.redis_store import RedisStateStore
     from ladsdin.stream.embedded import EmbeddedBroker, EmbeddedRedis
-    from ladsdin.stream.events import _utc_now, encode_event
+    from ladsdin.stream.contracts import utc_now as _utc_now
+    from ladsdin.stream.events import encode_event
     from ladsdin.stream.outbox import make_producer
-    from ladsdin.stream.publish_cmd import epoch_events
+    from ladsdin.ingest.cube import epoch_events
     from ladsdin.stream.settings import Settings
+    from ladsdin.stream.supervise import start_worker, stop_process
 
     n_lat, n_lon, spacing, n_epochs, history, area, missing = CASES[case]
     t0 = time.perf_counter()
@@ -205,7 +187,7 @@ def _case(case: str, seed: int, pidfile: Path, metrics: str = "default") -> dict
             epochs = [e for _, e, _ in events]
             hist, scored = events[:history], events[history:]
             log = tmp / "worker.log"
-            proc = _start_worker(s, log)
+            proc = start_worker(s, log)
             pids["worker"] = proc.pid
             pidfile.write_text(json.dumps(pids))
             scraper = Scraper(s.metrics_port) if metrics == "on" else None
@@ -261,7 +243,7 @@ def _case(case: str, seed: int, pidfile: Path, metrics: str = "default") -> dict
                 scraper.stop()
                 scored_metric = [float(ln.split()[-1]) for ln in scraper.last.splitlines() if ln.startswith("ladsdin_epochs_scored_total{")]
                 scraped = {"scrapes": scraper.n, "metrics_scored": sum(scored_metric)}
-            _stop_worker(proc)
+            stop_process(proc)
             watcher.stop()
             watcher = None
             out = {
@@ -285,7 +267,7 @@ def _case(case: str, seed: int, pidfile: Path, metrics: str = "default") -> dict
         if watcher is not None:
             watcher.stop()
         if proc is not None:
-            _stop_worker(proc)
+            stop_process(proc)
     import shutil
 
     shutil.rmtree(tmp, ignore_errors=True)

@@ -1,8 +1,15 @@
 """LADSDIn-stream: streaming detection of seismic deformation in LiCSAR InSAR time series.
 
-The code lives in three role-named packages, mapped under this namespace by pyproject.toml:
-``ladsdin.models`` (the method, ``models/``), ``ladsdin.state`` (persistence, ``state/``) and
-``ladsdin.stream`` (the edges: CLI, readers, outputs; ``stream/``).
+The code lives in role-named packages, one per top-level folder, mapped under this namespace by
+pyproject.toml (imports only go down this list; ``tests/test_layering.py`` enforces it):
+
+- ``ladsdin.models`` (``models/``): the method, pure array code
+- ``ladsdin.state`` (``state/``): persistence of models and per-pixel state
+- ``ladsdin.formats`` (``formats/``): file readers and writers
+- ``ladsdin.plots`` (``plots/``): figures
+- ``ladsdin.stream`` (``stream/``): the streaming service
+- ``ladsdin.ingest`` (``ingest/``): LiCSAR ingestion and replays
+- ``ladsdin.cli`` (``cli/``): the ``ladsdin`` command
 """
 from __future__ import annotations
 

@@ -6,9 +6,9 @@ from typing import Any
 import numpy as np
 from skimage.measure import approximate_polygon, find_contours
 
-from .cube import SIGN, UNITS
-from .labelling import SeismicObject
-from .thresholds import pixel_area_km2
+from ladsdin.models.cube import SIGN, UNITS
+from ladsdin.models.labelling import SeismicObject
+from ladsdin.models.thresholds import pixel_area_km2
 
 
 def alert_id(frame: str, epoch: str, index: int) -> str:

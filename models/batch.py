@@ -6,11 +6,9 @@ the ``anomalies.nc`` dataset and ``summary.json``), without doing any file I/O i
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,54 +16,20 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
-from .alerts import object_feature
-from .cleaning import Calendar, gap_runs, knn_fill, missing_slots, regularise, to_calendar, valid_pixels
-from .cube import SIGN, UNITS, CubeError, pixel_spacing_deg
-from .detector import COMMON_MODES, EpochScore, PixelGrid, ScoreParams, score_epoch
-from .forecaster import Forecaster, PixelState, fit_forecaster
-from .thresholds import MIN_PIXELS_FOR_COMMON_MODE, pixel_area_km2, seismic_pixel_count
-from .training import TrainConfig
+from ladsdin.models.alerts import object_feature
+from ladsdin.models.cleaning import Calendar, gap_runs, knn_fill, missing_slots, to_calendar
+from ladsdin.models.cube import SIGN, UNITS, CubeError, pixel_spacing_deg
+from ladsdin.models.config import DetectConfig
+from ladsdin.models.detector import EpochScore, PixelGrid, ScoreParams, score_epoch
+from ladsdin.models.forecaster import Forecaster, PixelState, fit_forecaster
+from ladsdin.models.frame import frame_pixel_area, prepare_frame
+from ladsdin.models.thresholds import MIN_PIXELS_FOR_COMMON_MODE, seismic_pixel_count
 
 log = logging.getLogger(__name__)
 
 MODEL_VERSION = "ladsdin-1"
 #: The fewest acquired epochs a frame needs in its training period.
 MIN_TRAIN_EPOCHS = 20
-
-
-@dataclass(frozen=True)
-class DetectConfig:
-    """Parameters of a detection run (the ``ladsdin detect`` flags)."""
-
-    nm: float = 6.0
-    seismic_area_km2: float = 600.0
-    downsample: int = 1
-    train_fraction: float = 0.85
-    gap_fill: str = "native"  # 'native' | 'knn'
-    knn_k: int = 4
-    connectivity: int = 4
-    common_mode: str = "median"
-    reanchor: bool = True
-    min_coherence: float = 0.25
-    min_valid_fraction: float = 0.5
-    step_days: int = 12
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-    def validate(self) -> None:
-        if self.nm <= 0:
-            raise ValueError(f"--nm must be > 0, got {self.nm}")
-        if not 0.1 <= self.train_fraction < 1.0:
-            raise ValueError(f"--train-fraction must be in [0.1, 1), got {self.train_fraction}")
-        if self.gap_fill not in ("native", "knn"):
-            raise ValueError(f"--gap-fill must be 'native' or 'knn', got '{self.gap_fill}'")
-        if self.common_mode not in COMMON_MODES:
-            raise ValueError(f"--common-mode must be one of {COMMON_MODES}, got '{self.common_mode}'")
-        if self.connectivity not in (4, 8):
-            raise ValueError(f"--connectivity must be 4 or 8, got {self.connectivity}")
-
-    def digest(self) -> str:
-        """Short hash of the configuration, for model versions."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 @dataclass
@@ -177,24 +141,6 @@ class FrameModel:
     pixel_area_km2: float  # native A_p at the frame centre
 
 
-def select_pixels(d_train: np.ndarray, lat: np.ndarray, lon: np.ndarray, coherence: np.ndarray | None, cfg: DetectConfig) -> PixelGrid:
-    """The modelled pixels of a frame: coherent enough and observed often enough in training.
-
-    Args:
-        d_train: (n_slots, n_lat, n_lon) calendar-regular training displacement, NaN = gap.
-
-    Raises:
-        CubeError: when no pixel qualifies.
-    """
-    mask = valid_pixels(d_train, coherence, cfg.min_coherence, cfg.min_valid_fraction)
-    if not mask.any():
-        raise CubeError(
-            f"no pixel is coherent (>= {cfg.min_coherence}) and observed in >= {cfg.min_valid_fraction:.0%} of the "
-            "training epochs; lower --min-coherence or check the cube's NaN mask"
-        )
-    return PixelGrid(lat=lat, lon=lon, index=np.flatnonzero(mask.ravel()))
-
-
 def bootstrap_frame(
     y: np.ndarray, grid: PixelGrid, train_calendar: Calendar, pixel_area: float, cfg: DetectConfig, device: torch.device, progress: bool = False
 ) -> tuple[FrameModel, PixelState]:
@@ -216,11 +162,6 @@ def bootstrap_frame(
     return FrameModel(fc, grid, params, version, pixel_area), state
 
 
-def frame_pixel_area(lat: np.ndarray, dlat: float, dlon: float) -> float:
-    """Native pixel area A_p (km²) at the centre latitude of a frame."""
-    return pixel_area_km2(float(np.mean(lat)), dlat, dlon)
-
-
 def detect_cube(cube: xr.Dataset, cfg: DetectConfig, device: torch.device, progress: bool = False) -> DetectionResult:
     """Run the LADSDIn workflow on a normalised cube (see ``models.cube.normalize_cube``).
 
@@ -230,16 +171,11 @@ def detect_cube(cube: xr.Dataset, cfg: DetectConfig, device: torch.device, progr
     cfg.validate()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    cal, slots, keep = regularise(cube["time"].values, cfg.step_days)
-    d = cube["displacement"].values[keep]
-    slots = slots[keep]
-    t = cfg.downsample
-    lat = cube["lat"].values[::t]
-    lon = cube["lon"].values[::t]
-    d = d[:, ::t, ::t]
-    coh = cube["coherence"].values[::t, ::t] if "coherence" in cube else None
+    prep = prepare_frame(cube["time"].values, cube["lat"].values, cube["lon"].values, cfg)
+    cal, slots, n_train, split = prep.calendar, prep.slots, prep.n_train, prep.split
+    d = prep.sample(cube["displacement"].values[prep.keep])
+    coh = prep.sample(cube["coherence"].values) if "coherence" in cube else None
     n_obs = slots.size
-    n_train = int(round(cfg.train_fraction * n_obs))
     if n_train < MIN_TRAIN_EPOCHS or n_train >= n_obs:
         raise CubeError(
             f"{n_obs} epochs with --train-fraction {cfg.train_fraction} give {n_train} training and "
@@ -247,11 +183,7 @@ def detect_cube(cube: xr.Dataset, cfg: DetectConfig, device: torch.device, progr
         )
     # Training ends at the last training acquisition (as a stream bootstraps from what it has
     # buffered); missing slots before the first scored epoch are stepped through when scoring.
-    split = int(slots[n_train - 1]) + 1
-    d_train = to_calendar(d[:n_train], slots[:n_train], split)
-    grid = select_pixels(d_train, lat, lon, coh, cfg)
-    y = d_train.reshape(split, -1)[:, grid.index]
-    del d_train
+    grid, y = prep.training(d, coh, cfg)
     full = None
     if cfg.gap_fill == "knn":
         # The paper fills every gap (past and future) before training: offline only.
@@ -262,7 +194,7 @@ def detect_cube(cube: xr.Dataset, cfg: DetectConfig, device: torch.device, progr
     t1 = time.perf_counter()
     dlat, dlon = pixel_spacing_deg(cube)
     a_p = frame_pixel_area(cube["lat"].values, dlat, dlon)
-    model, state = bootstrap_frame(y, grid, Calendar(cal.start, cal.step_days, split), a_p, cfg, device, progress)
+    model, state = bootstrap_frame(y, grid, prep.train_calendar, a_p, cfg, device, progress)
     fc, params, n_a, model_version = model.forecaster, model.params, model.params.n_a, model.model_version
     fc.calendar = cal
     timings["train_and_warmup"] = time.perf_counter() - t1

@@ -12,11 +12,12 @@ produce an :class:`xarray.Dataset` that passes :func:`normalize_cube`:
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 import numpy as np
 import xarray as xr
+
+from ladsdin.models.names import LICSAR_FRAME_RE
 
 #: Sentinel-1 C-band wavelength (m).
 WAVELENGTH_M = 0.0554658
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 
 UNITS = "mm"
 SIGN = "LOS, positive towards the satellite"
-FRAME_RE = re.compile(r"\d{3}[AD]_\d{5}_\d{6}")
 
 _DIM_ALIASES = {
     "time": ("time", "date", "dates", "epoch", "t"),
@@ -51,7 +51,7 @@ def parse_frame(name: str) -> tuple[str, str] | None:
     >>> parse_frame("/data/128A_05172_131313/cum.h5")
     ('128A_05172_131313', 'A')
     """
-    m = FRAME_RE.search(name)
+    m = LICSAR_FRAME_RE.search(name)
     if m is None:
         return None
     return m.group(0), m.group(0)[3]

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .forecaster import Forecaster, PixelState
-from .labelling import SeismicObject, label_anomalies, object_sizes, seismic_objects
-from .thresholds import MIN_PIXELS_FOR_COMMON_MODE, common_mode, planar_ramp
+from ladsdin.models.forecaster import Forecaster, PixelState
+from ladsdin.models.labelling import SeismicObject, label_anomalies, object_sizes, seismic_objects
+from ladsdin.models.thresholds import MIN_PIXELS_FOR_COMMON_MODE, common_mode, planar_ramp
 
 COMMON_MODES = ("none", "median", "plane")
 

@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .baseline import evaluate_trend, fit_trend, last_value_forecast
-from .cleaning import Calendar
-from .lstm import make_inputs
-from .thresholds import common_mode, residual_sigma
-from .training import TrainConfig, grid_search
+from ladsdin.models.baseline import evaluate_trend, fit_trend, last_value_forecast
+from ladsdin.models.cleaning import Calendar
+from ladsdin.models.lstm import make_inputs
+from ladsdin.models.thresholds import common_mode, residual_sigma
+from ladsdin.models.training import TrainConfig, grid_search
 
 log = logging.getLogger(__name__)
 

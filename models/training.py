@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .lstm import build_network, make_inputs
+from ladsdin.models.lstm import build_network, make_inputs
 
 log = logging.getLogger(__name__)
 

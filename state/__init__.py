@@ -1,4 +1,4 @@
-"""Persistence of per-pixel state and models (``ladsdin.state``).
+"""Persistence of per-pixel state and models (``ladsdin.state``, ``state/``); imports only ``models``.
 
 One interface, :class:`StateStore`, with an in-memory and a Redis implementation that pass one
 test suite. A frame's state and its "last applied epoch" cursor change together in one atomic
@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .codec import FORMAT_VERSION, StateFormatError, decode_arrays, encode_arrays, read_header
-from .memory import MemoryStateStore
-from .store import OutboxMessage, StateStore, StoreUnavailable, frame_key
+from ladsdin.state.codec import FORMAT_VERSION, StateFormatError, decode_arrays, encode_arrays, read_header
+from ladsdin.state.memory import MemoryStateStore
+from ladsdin.state.store import OutboxMessage, StateStore, StoreUnavailable, frame_key
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .frame_model import check_state_fits, decode_model, decode_state, encode_model, encode_state
-    from .redis_store import RedisStateStore
+    from ladsdin.state.frame_model import check_state_fits, decode_model, decode_state, encode_model, encode_state
+    from ladsdin.state.redis_store import RedisStateStore
 
 _LAZY = {
     "RedisStateStore": "redis_store",

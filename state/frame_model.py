@@ -36,7 +36,7 @@ from ladsdin.models.detector import PixelGrid, ScoreParams
 from ladsdin.models.forecaster import Forecaster, PixelState
 from ladsdin.models.lstm import build_network
 
-from .codec import StateFormatError, decode_arrays, encode_arrays
+from ladsdin.state.codec import StateFormatError, decode_arrays, encode_arrays
 
 MODEL_KIND = "ladsdin.frame-model"
 STATE_KIND = "ladsdin.pixel-state"

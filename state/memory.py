@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .store import (
+from ladsdin.state.store import (
     BytesLike,
     OutboxMessage,
     StateStore,

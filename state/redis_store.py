@@ -36,7 +36,7 @@ from typing import Any
 import redis
 from redis import exceptions as rexc
 
-from .store import (
+from ladsdin.state.store import (
     PREFIX,
     BytesLike,
     OutboxMessage,

@@ -26,13 +26,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ladsdin.models.names import is_frame_name
+
 log = logging.getLogger(__name__)
 
 #: Every key of a frame starts with ``ladsdin:{<frame>}:``; the braces are a Redis Cluster hash tag.
 PREFIX = "ladsdin"
-#: Frame names: LiCSAR IDs (``128A_05172_131313``) or test names; no braces, colons or spaces, so
-#: the hash tag stays intact.
-FRAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 EPOCH_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 BytesLike = bytes | bytearray | memoryview
 
@@ -73,10 +72,12 @@ def frame_key(frame: str, name: str) -> str:
 
 
 def check_frame(frame: str) -> str:
-    if not isinstance(frame, str) or not FRAME_RE.match(frame):
+    # one rule with the event schemas and parser (ladsdin.models.names): no braces, colons or
+    # spaces, so the hash tag stays intact
+    if not is_frame_name(frame):
         raise ValueError(
             f"frame {frame!r} is not a valid frame name: use a LiCSAR frame ID such as '128A_05172_131313' "
-            "(letters, digits, '_', '-', '.'; no braces, colons or spaces)"
+            "(1-64 letters, digits, '_', '-', '.', starting with a letter or digit)"
         )
     return frame
 

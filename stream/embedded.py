@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from ladsdin.stream.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -87,34 +87,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 1, replication_factor: int = 1) -> list[str]:
-    """Create the missing topics among ``names``; return the ones created. Existing topics are
-    left as they are (tansu cannot add partitions later, so create them with their final count)."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="ladsdin-admin", request_timeout_ms=10_000)
-    created = []
-    try:
-        existing = set(admin.list_topics())
-        for name in dict.fromkeys(names):
-            if name in existing:
-                continue
-            try:
-                # One request per topic: a batch request raises on the first "already exists"
-                # (a concurrent creator) and would hide whether the others were created.
-                admin.create_topics([NewTopic(name, partitions, replication_factor)])
-                created.append(name)
-            except TopicAlreadyExistsError:
-                pass
-    finally:
-        admin.close()
-    if created:
-        log.info("created topics %s (%d partition(s)) on %s", ", ".join(created), partitions, bootstrap)
-    return created
 
 
 def _stop_process(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
@@ -225,7 +197,9 @@ class EmbeddedBroker:
             f"working broker or LADSDIN_KAFKA_BOOTSTRAP to a running Kafka. Its log ends:\n{self.log_tail()}")
 
     def create_topics(self, names: Iterable[str], partitions: int = 1) -> list[str]:
-        """Create the missing topics; see :func:`create_topics`."""
+        """Create the missing topics; see :func:`ladsdin.stream.topics.create_topics`."""
+        from ladsdin.stream.topics import create_topics
+
         return create_topics(self.bootstrap, names, partitions)
 
     def stop(self) -> None:

@@ -29,7 +29,7 @@ from typing import Any, ContextManager
 from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, GCCollector, PlatformCollector,
                                ProcessCollector)
 
-from .events import REASONS
+from ladsdin.stream.contracts import REASONS
 
 #: Stages of one scored epoch (``ladsdin_stage_duration_seconds{stage}``):
 #: fetch = read and check the epoch's map (``load_epoch_data``); model_load = the model version
@@ -290,7 +290,7 @@ def build_metrics(enabled: bool, topics: Iterable[str] = (), *, device: str = ""
     """The worker's recorder: :class:`PrometheusMetrics`, or the no-op base when disabled."""
     if not enabled:
         return MetricsRecorder()
-    from .. import __version__
+    from ladsdin import __version__
 
     return PrometheusMetrics(topics, version=__version__, device=device)
 

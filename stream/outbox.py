@@ -15,8 +15,8 @@ from collections import Counter, defaultdict
 
 from kafka import KafkaProducer
 
-from ..state.store import OutboxMessage, StateStore
-from .metrics import MetricsRecorder
+from ladsdin.state.store import OutboxMessage, StateStore
+from ladsdin.stream.metrics import MetricsRecorder
 
 log = logging.getLogger(__name__)
 SEND_TIMEOUT_S = 30.0

@@ -32,17 +32,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..models.batch import DetectConfig, FrameModel, bootstrap_frame, frame_pixel_area, select_pixels
-from ..models.cleaning import Calendar, regularise, to_calendar
-from ..models.cube import SIGN, UNITS
-from ..models.detector import score_epoch
-from ..models.alerts import object_feature
-from ..state.codec import decode_arrays, encode_arrays, read_header
-from ..state.frame_model import decode_model, decode_state, encode_model, encode_state
-from ..state.store import OutboxMessage, StateStore
-from .events import EventError, dlq_record, load_epoch_data, parse_epoch_event
-from .metrics import MetricsRecorder
-from .settings import Settings
+from ladsdin.models.batch import DetectConfig, FrameModel, bootstrap_frame
+from ladsdin.models.frame import frame_pixel_area, prepare_frame
+from ladsdin.models.cube import SIGN, UNITS
+from ladsdin.models.detector import score_epoch
+from ladsdin.models.alerts import object_feature
+from ladsdin.state.codec import decode_arrays, encode_arrays, read_header
+from ladsdin.state.frame_model import decode_model, decode_state, encode_model, encode_state
+from ladsdin.state.store import OutboxMessage, StateStore
+from ladsdin.stream.contracts import EventError
+from ladsdin.stream.dlq import dlq_record
+from ladsdin.stream.events import parse_epoch_event
+from ladsdin.stream.objects import load_epoch_data
+from ladsdin.stream.metrics import MetricsRecorder
+from ladsdin.stream.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -240,15 +243,12 @@ class EpochProcessor:
         meta = decoded[-1][1]
         lat, lon = grid_coords(meta["grid"])
         d = np.stack([a["displacement"] for a, _ in decoded]).astype(np.float32)
-        cal, slots, keep = regularise(np.array(epochs, dtype="datetime64[D]"), self.cfg.step_days)
-        d, slots = d[keep], slots[keep]
-        n_slots = int(slots[-1]) + 1
-        d_cal = to_calendar(d, slots, n_slots)
-        grid = select_pixels(d_cal, lat, lon, None, self.cfg)
-        y = d_cal.reshape(n_slots, -1)[:, grid.index]
+        # every buffered epoch trains: the model's calendar ends at the last one
+        prep = prepare_frame(np.array(epochs, dtype="datetime64[D]"), lat, lon, self.cfg, n_train=len(epochs))  # all kept
+        grid, y = prep.training(prep.sample(d[prep.keep]), None, self.cfg)
         a_p = frame_pixel_area(lat, abs(meta["grid"]["dlat"]), abs(meta["grid"]["dlon"]))
         t0 = time.perf_counter()
-        model, state = bootstrap_frame(y, grid, Calendar(cal.start, cal.step_days, n_slots), a_p, self.cfg, self.device)
+        model, state = bootstrap_frame(y, grid, prep.train_calendar, a_p, self.cfg, self.device)
         seconds = time.perf_counter() - t0
         log.info("frame %s: bootstrapped on %d epochs (%s..%s), %d pixels, in %.1f s", frame, len(epochs), epochs[0], epochs[-1], grid.index.size, seconds)
         self.store.put_model(frame, encode_model(model.forecaster, grid, model.params, {"pixel_area_km2": a_p, "track": meta["track"]}),

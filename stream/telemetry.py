@@ -23,7 +23,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .metrics import MetricsRecorder
+from ladsdin.stream.metrics import MetricsRecorder
 
 log = logging.getLogger(__name__)
 

@@ -25,13 +25,13 @@ from typing import Any
 
 import faust
 
-from ..models.devices import configure_threads, resolve_device
-from ..state.redis_store import RedisStateStore
-from .metrics import build_metrics
-from .outbox import OutboxPublisher, make_producer, sample_backlog
-from .processor import EpochProcessor, Outcome
-from .settings import Settings
-from .telemetry import HealthMonitor, ReadinessProbe, TelemetryServer
+from ladsdin.models.devices import configure_threads, resolve_device
+from ladsdin.state.redis_store import RedisStateStore
+from ladsdin.stream.metrics import build_metrics
+from ladsdin.stream.outbox import OutboxPublisher, make_producer, sample_backlog
+from ladsdin.stream.processor import EpochProcessor, Outcome
+from ladsdin.stream.settings import Settings
+from ladsdin.stream.telemetry import HealthMonitor, ReadinessProbe, TelemetryServer
 
 log = logging.getLogger(__name__)
 #: Exit status of a worker that stopped on an infrastructure failure (EX_TEMPFAIL): restart it.
@@ -131,7 +131,7 @@ def run_worker(settings: Settings, bootstrap: str, redis_url: str, loglevel: str
     Its four topics are created first when missing (a no-op where they exist): a consumer that
     subscribes before its topic exists may never be assigned a partition.
     """
-    from .embedded import create_topics  # plain Kafka admin calls, valid for any broker
+    from ladsdin.stream.topics import create_topics
 
     created = create_topics(bootstrap, settings.topics)
     if created:

@@ -15,8 +15,8 @@ import xarray as xr
 from ladsdin.models.batch import DetectConfig, DetectionResult, detect_cube
 from ladsdin.models.cube import normalize_cube
 from ladsdin.models.simulation import simulate
-from ladsdin.stream.cli import main
-from ladsdin.stream.readers import open_cube, write_cube
+from ladsdin.cli import main
+from ladsdin.formats import write_cube
 
 pytestmark = pytest.mark.slow
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"

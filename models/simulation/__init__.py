@@ -11,9 +11,9 @@ Layers: :mod:`.okada` (the elastic source), :mod:`.atmosphere` (random fields),
 """
 from __future__ import annotations
 
-from .okada import Fault, fault_displacement, faults_displacement, okada85
-from .scenarios import DELINGHA, MENYUAN, NULL, PRESETS, Scenario, get_scenario
-from .simulate import simulate
+from ladsdin.models.simulation.okada import Fault, fault_displacement, faults_displacement, okada85
+from ladsdin.models.simulation.scenarios import DELINGHA, MENYUAN, NULL, PRESETS, Scenario, get_scenario
+from ladsdin.models.simulation.simulate import simulate
 
 __all__ = [
     "DELINGHA", "MENYUAN", "NULL", "PRESETS", "Fault", "Scenario", "fault_displacement",

@@ -25,7 +25,7 @@ import numpy as np
 
 from ladsdin.models.cube import frame_centre_code
 
-from .okada import Fault
+from ladsdin.models.simulation.okada import Fault
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ import numpy as np
 
 from ladsdin.models.cube import MM_PER_CYCLE
 
-from .atmosphere import spectral_filter, synthetic_dem, unit_field
-from .okada import Fault, faults_displacement
-from .scenarios import Scenario
+from ladsdin.models.simulation.atmosphere import spectral_filter, synthetic_dem, unit_field
+from ladsdin.models.simulation.okada import Fault, faults_displacement
+from ladsdin.models.simulation.scenarios import Scenario
 
 #: km per degree of latitude on a sphere of radius 6371 km.
 KM_PER_DEG = 6371.0 * np.pi / 180.0

@@ -28,10 +28,10 @@ import xarray as xr
 import ladsdin
 from ladsdin.models.cube import MM_PER_CYCLE, SIGN, UNITS, WAVELENGTH_M
 
-from .acquisitions import Calendar, event_datetime, make_calendar
-from .atmosphere import Turbulence, orbital_ramp, paint_unwrap_blobs, stratified_coefficient
-from .scenarios import Scenario, get_scenario
-from .scene import HEADING_DEG, REF_SIZE, Grid, Scene, build_scene, make_grid
+from ladsdin.models.simulation.acquisitions import Calendar, event_datetime, make_calendar
+from ladsdin.models.simulation.atmosphere import Turbulence, orbital_ramp, paint_unwrap_blobs, stratified_coefficient
+from ladsdin.models.simulation.scenarios import Scenario, get_scenario
+from ladsdin.models.simulation.scene import HEADING_DEG, REF_SIZE, Grid, Scene, build_scene, make_grid
 
 logger = logging.getLogger(__name__)
 

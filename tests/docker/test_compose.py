@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ladsdin.stream.cli import build_parser
+from ladsdin.cli import build_parser
 from ladsdin.stream.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import torch
 from ladsdin.models.batch import DetectConfig, detect_cube
 from ladsdin.models.cleaning import Calendar
 from ladsdin.models.detector import PixelGrid, ScoreParams, score_epoch
-from ladsdin.models.forecaster import BURN_IN, fit_forecaster
+from ladsdin.models.forecaster import fit_forecaster
 from ladsdin.models.training import TrainConfig
 
 from .synthetic import small_cube

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from ladsdin.models.cube import FRAME_RE, MM_PER_CYCLE, SIGN, frame_centre_code, normalize_cube
+from ladsdin.models.names import LICSAR_FRAME_RE
+from ladsdin.models.cube import MM_PER_CYCLE, SIGN, frame_centre_code, normalize_cube
 from ladsdin.models.simulation import MENYUAN, simulate
 from ladsdin.models.simulation.atmosphere import Turbulence
 from ladsdin.models.simulation.scene import KM_PER_DEG
@@ -44,7 +45,7 @@ def test_cube_meets_the_contract(null_a: Sim) -> None:
     lat, lon = cube["lat"].values, cube["lon"].values
     assert (np.diff(lat) < 0).all() and (np.diff(lon) > 0).all()
     np.testing.assert_allclose(np.abs(np.diff(lat)), 0.002, rtol=1e-9)
-    assert FRAME_RE.fullmatch(cube.attrs["frame"])
+    assert LICSAR_FRAME_RE.fullmatch(cube.attrs["frame"])
     assert cube.attrs["frame"].startswith("128A_" + frame_centre_code(MENYUAN.centre_lat))
     assert cube.attrs["track"] == "A" and cube.attrs["units"] == "mm" and cube.attrs["sign"] == SIGN
     assert cube.attrs["preset"] == "null" and cube.attrs["seed"] == 3 and "simulate(" in cube.attrs["history"]

@@ -3,10 +3,7 @@ server (Valkey), both started here; the worker runs as a separate process, as in
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,64 +16,12 @@ from matplotlib.path import Path as MplPath
 from ladsdin.models.batch import DetectConfig, detect_cube
 from ladsdin.models.simulation import simulate
 from ladsdin.state.redis_store import RedisStateStore
-from ladsdin.stream.embedded import EmbeddedBroker, EmbeddedRedis
-from ladsdin.stream.publish_cmd import publish_cube
+from ladsdin.ingest.cube import publish_cube
 from ladsdin.stream.settings import Settings
 
+from tests.e2e import e2e_settings, read_json, start_worker, stop_process, wait_summaries
+
 pytestmark = pytest.mark.slow
-AREA = 40.0
-
-
-@pytest.fixture(scope="module")
-def services():
-    with EmbeddedBroker() as broker, EmbeddedRedis() as redis_srv:
-        s = Settings()
-        broker.create_topics(s.topics)
-        yield broker.bootstrap, redis_srv.url
-
-
-def _settings(tmp: Path, bootstrap: str, redis_url: str, history: int, group: str) -> Settings:
-    return Settings(kafka_bootstrap=bootstrap, redis_url=redis_url, data_root=tmp / "data", min_history_epochs=history,
-                    seismic_area_km2=AREA, consumer_group=group, device="cpu", threads=1)
-
-
-def _start_worker(s: Settings, log: Path) -> subprocess.Popen:
-    env = dict(os.environ)
-    env.update({f"LADSDIN_{k.upper()}": json.dumps(list(v)) if isinstance(v, tuple) else str(v) for k, v in s.model_dump().items() if v is not None})
-    return subprocess.Popen([sys.executable, "-m", "ladsdin.stream.cli", "worker"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, sig)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def _read(bootstrap: str, topic: str) -> list[tuple[bytes | None, dict]]:
-    from kafka import KafkaConsumer, TopicPartition
-
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1500)
-    tp = TopicPartition(topic, 0)
-    c.assign([tp])
-    c.seek(tp, 0)
-    out = [(m.key, json.loads(m.value)) for m in c]
-    c.close()
-    return out
-
-
-def _wait_summaries(bootstrap: str, s: Settings, frame: str, n: int, proc: subprocess.Popen, log: Path, timeout: float = 240.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = {r["epoch"]: r for _, r in _read(bootstrap, s.summaries_topic) if r["frame"] == frame}
-        if len(got) >= n:
-            return list(got.values())
-        assert proc.poll() is None, f"worker died:\n{log.read_text()[-3000:]}"
-        time.sleep(1.0)
-    raise AssertionError(f"only {len(got)} of {n} summaries after {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 def _pixels(features: list[dict], lat: np.ndarray, lon: np.ndarray) -> set[tuple[str, int]]:
@@ -96,18 +41,18 @@ def test_stream_matches_detect(services, tmp_path):
     cube, truth = simulate("menyuan", "A", n_lat=120, n_lon=120, n_epochs=90, seed=3)
     n_obs = cube.sizes["time"]
     history = int(round(0.85 * n_obs))
-    batch = detect_cube(cube, DetectConfig(seismic_area_km2=AREA), torch.device("cpu"))
+    batch = detect_cube(cube, DetectConfig(seismic_area_km2=40.0), torch.device("cpu"))
     assert batch.alert_epochs() == [truth.attrs["first_post_event"]]
 
-    s = _settings(tmp_path, bootstrap, redis_url, history, "parity")
+    s = e2e_settings(tmp_path, bootstrap, redis_url, history, "parity")
     log = tmp_path / "worker.log"
-    proc = _start_worker(s, log)
+    proc = start_worker(s, log)
     try:
         publish_cube(cube, s, bootstrap)
-        summaries = _wait_summaries(bootstrap, s, cube.attrs["frame"], n_obs - history, proc, log)
+        summaries = wait_summaries(bootstrap, s, cube.attrs["frame"], n_obs - history, proc, log)
     finally:
-        _stop(proc)
-    alerts = [f for _, f in _read(bootstrap, s.alerts_topic) if f["properties"]["frame"] == cube.attrs["frame"]]
+        stop_process(proc)
+    alerts = [f for _, f in read_json(bootstrap, s.alerts_topic) if f["properties"]["frame"] == cube.attrs["frame"]]
     assert sorted({f["properties"]["epoch"] for f in alerts}) == batch.alert_epochs()
     assert sorted(r["epoch"] for r in summaries if r["n_seismic_objects"]) == batch.alert_epochs()
     lat, lon = cube["lat"].values, cube["lon"].values
@@ -118,7 +63,7 @@ def test_stream_matches_detect(services, tmp_path):
     _, cursor = store.get_state(cube.attrs["frame"])
     assert cursor == str(cube.time.values[-1])[:10]
     # the documented downstream consumer (`ladsdin alerts`) sees the same alerts, once each
-    from ladsdin.stream.alerts_cmd import read_alerts
+    from ladsdin.cli.alerts import read_alerts
 
     got = list(read_alerts(bootstrap, s.alerts_topic, idle_s=2.0, frame=cube.attrs["frame"]))
     assert sorted(f["properties"]["id"] for f in got) == sorted({f["properties"]["id"] for f in alerts})
@@ -133,9 +78,9 @@ def test_kill_9_mid_replay_applies_every_epoch_once(services, tmp_path):
     history = 40
     n_scored = n_obs - history
     assert n_scored >= 30
-    s = _settings(tmp_path, bootstrap, redis_url, history, "crash")
+    s = e2e_settings(tmp_path, bootstrap, redis_url, history, "crash")
     log = tmp_path / "worker.log"
-    proc = _start_worker(s, log)
+    proc = start_worker(s, log)
     # paced replay, so the kill lands in the middle of it; events keep arriving while it is down
     publisher = threading.Thread(target=publish_cube, args=(cube, s, bootstrap), kwargs={"rate": 4.0}, daemon=True)
     try:
@@ -150,20 +95,20 @@ def test_kill_9_mid_replay_applies_every_epoch_once(services, tmp_path):
                 break
             assert proc.poll() is None, log.read_text()[-3000:]
             time.sleep(0.05)
-        _stop(proc, signal.SIGKILL)
+        stop_process(proc, signal.SIGKILL)
         assert n_done < n_scored, "the worker finished before it could be killed"
-        proc = _start_worker(s, log)
+        proc = start_worker(s, log)
         publisher.join(120)
-        summaries = _wait_summaries(bootstrap, s, cube.attrs["frame"], n_scored, proc, log)
+        summaries = wait_summaries(bootstrap, s, cube.attrs["frame"], n_scored, proc, log)
     finally:
-        _stop(proc)
+        stop_process(proc)
     applied = [r["epoch"] for r in store.applied_log(cube.attrs["frame"]) if not r.get("bootstrap")]
     expected = [str(t)[:10] for t in cube.time.values[history:]]
     assert applied == expected  # every epoch once, in order
     _, cursor = store.get_state(cube.attrs["frame"])
     assert cursor == expected[-1]
     assert not store.pending_outbox(cube.attrs["frame"])
-    alerts = [f for _, f in _read(bootstrap, s.alerts_topic) if f["properties"]["frame"] == cube.attrs["frame"]]
+    alerts = [f for _, f in read_json(bootstrap, s.alerts_topic) if f["properties"]["frame"] == cube.attrs["frame"]]
     ids = [f["properties"]["id"] for f in alerts]
     assert ids, "the simulated earthquake was not alerted"
     assert {f["properties"]["epoch"] for f in alerts} == {truth.attrs["first_post_event"]}
@@ -174,7 +119,8 @@ def test_kill_9_mid_replay_applies_every_epoch_once(services, tmp_path):
 
 def _bad_events(cube, s: Settings, tmp: Path) -> list[tuple[str, bytes]]:
     """(expected DLQ reason, raw value) for 11 kinds x 20 malformed events against a bootstrapped frame."""
-    from ladsdin.stream.events import build_epoch_event, encode_event, write_epoch_object
+    from ladsdin.stream.events import build_epoch_event, encode_event
+    from ladsdin.stream.objects import write_epoch_object
 
     frame, track = cube.attrs["frame"], cube.attrs["track"]
     lat, lon = cube["lat"].values, cube["lon"].values
@@ -216,23 +162,23 @@ def test_two_hundred_bad_events_land_in_the_dlq_and_change_no_state(services, tm
     bootstrap, redis_url = services
     cube, _ = simulate("null", "A", n_lat=48, n_lon=48, n_epochs=60, seed=6, missing_fraction=0.0)
     cube.attrs["frame"] = "128A_05217_131399"
-    s = _settings(tmp_path, bootstrap, redis_url, 45, "badinput").model_copy(update={"frames": (cube.attrs["frame"],), "max_message_bytes": 256 * 1024})
+    s = e2e_settings(tmp_path, bootstrap, redis_url, 45, "badinput").model_copy(update={"frames": (cube.attrs["frame"],), "max_message_bytes": 256 * 1024})
     log = tmp_path / "worker.log"
-    proc = _start_worker(s, log)
+    proc = start_worker(s, log)
     try:
         publish_cube(cube, s, bootstrap)
-        _wait_summaries(bootstrap, s, cube.attrs["frame"], cube.sizes["time"] - 45, proc, log)
+        wait_summaries(bootstrap, s, cube.attrs["frame"], cube.sizes["time"] - 45, proc, log)
         r = redis.Redis.from_url(redis_url)
         keys = sorted(k for k in r.scan_iter(match=f"ladsdin:{{{cube.attrs['frame']}}}:*"))
         before = {k: r.dump(k) for k in keys}
         bad = _bad_events(cube, s, tmp_path)
         assert len(bad) >= 200 and len({reason for reason, _ in bad}) == 11
-        n_dlq0 = len(_read(bootstrap, s.dlq_topic))
+        n_dlq0 = len(read_json(bootstrap, s.dlq_topic))
         producer = KafkaProducer(bootstrap_servers=bootstrap, max_request_size=4 * s.max_message_bytes)
         for reason, raw in bad:
             producer.send(s.epochs_topic, key=cube.attrs["frame"].encode(), value=raw)
         # exact replays of applied epochs are no-ops: no DLQ record, no state change
-        from ladsdin.stream.publish_cmd import epoch_events
+        from ladsdin.ingest.cube import epoch_events
 
         replays = list(epoch_events(cube, Path(s.data_root)))[-3:]
         for frame, _, ev in replays:
@@ -240,13 +186,13 @@ def test_two_hundred_bad_events_land_in_the_dlq_and_change_no_state(services, tm
         producer.flush()
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            dlq = [rec for _, rec in _read(bootstrap, s.dlq_topic)][n_dlq0:]
+            dlq = [rec for _, rec in read_json(bootstrap, s.dlq_topic)][n_dlq0:]
             if len(dlq) >= len(bad):
                 break
             assert proc.poll() is None, f"the worker died:\n{log.read_text()[-3000:]}"
             time.sleep(1.0)
         time.sleep(2.0)  # the replays come after the bad events: let them pass too
-        dlq = [rec for _, rec in _read(bootstrap, s.dlq_topic)][n_dlq0:]
+        dlq = [rec for _, rec in read_json(bootstrap, s.dlq_topic)][n_dlq0:]
         assert proc.poll() is None, "the worker must stay up"
         assert [rec["reason"] for rec in dlq] == [reason for reason, _ in bad]
         assert all(rec["source"]["topic"] == s.epochs_topic and rec["detail"] for rec in dlq)
@@ -254,4 +200,4 @@ def test_two_hundred_bad_events_land_in_the_dlq_and_change_no_state(services, tm
         assert after == before, "a rejected event changed state"
         assert not list(r.scan_iter(match="ladsdin:{999A_*"))
     finally:
-        _stop(proc)
+        stop_process(proc)

@@ -1,0 +1,22 @@
+"""``ladsdin worker``: run the streaming detector against LADSDIN_KAFKA_BOOTSTRAP and LADSDIN_REDIS_URL."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    sub.add_parser(
+        "worker",
+        help="run the streaming worker (licsar.epochs.v1 -> ladsdin.alerts.v1, state in Redis)",
+        description="Consume licsar.epochs.v1 from LADSDIN_KAFKA_BOOTSTRAP, keep per-pixel state in LADSDIN_REDIS_URL, "
+        "and publish alerts and epoch summaries. Stop with SIGTERM/SIGINT; a restart resumes where it stopped.",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ladsdin.stream.worker import run_worker
+
+    s = args.settings
+    if not s.kafka_bootstrap or not s.redis_url:
+        raise RuntimeError("the worker needs LADSDIN_KAFKA_BOOTSTRAP and LADSDIN_REDIS_URL (or run `ladsdin demo` for embedded ones)")
+    return run_worker(s, s.kafka_bootstrap, s.redis_url, loglevel=(args.log_level or s.log_level).lower())

@@ -1,0 +1,44 @@
+"""The parameters of a detection run (the ``ladsdin detect`` flags; the stream's settings map onto them)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from ladsdin.models.detector import COMMON_MODES
+from ladsdin.models.training import TrainConfig
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """Parameters of a detection run (the ``ladsdin detect`` flags)."""
+
+    nm: float = 6.0
+    seismic_area_km2: float = 600.0
+    downsample: int = 1
+    train_fraction: float = 0.85
+    gap_fill: str = "native"  # 'native' | 'knn'
+    knn_k: int = 4
+    connectivity: int = 4
+    common_mode: str = "median"
+    reanchor: bool = True
+    min_coherence: float = 0.25
+    min_valid_fraction: float = 0.5
+    step_days: int = 12
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        if self.nm <= 0:
+            raise ValueError(f"--nm must be > 0, got {self.nm}")
+        if not 0.1 <= self.train_fraction < 1.0:
+            raise ValueError(f"--train-fraction must be in [0.1, 1), got {self.train_fraction}")
+        if self.gap_fill not in ("native", "knn"):
+            raise ValueError(f"--gap-fill must be 'native' or 'knn', got '{self.gap_fill}'")
+        if self.common_mode not in COMMON_MODES:
+            raise ValueError(f"--common-mode must be one of {COMMON_MODES}, got '{self.common_mode}'")
+        if self.connectivity not in (4, 8):
+            raise ValueError(f"--connectivity must be 4 or 8, got {self.connectivity}")
+
+    def digest(self) -> str:
+        """Short hash of the configuration, for model versions."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:10]
