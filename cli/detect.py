@@ -44,6 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-coherence", type=float, default=0.25, help="pixels with lower average coherence are not modelled")
     p.add_argument("--no-reanchor", action="store_true", help="do not reset a pixel's level after a confirmed step")
     p.add_argument("--seed", type=int, default=0, help="random seed of training")
+    p.add_argument("--tile", type=int, default=512, help="tile edge in pixels: the frame is fitted and scored tile by tile in bounded memory (results do not depend on it)")
+    p.add_argument("--train-pixels", type=int, default=20_000, help="the seeded sample of pixels the shared network is trained on")
     p.add_argument("--frame", default=None, help="frame ID when the file carries none")
     p.add_argument("--track", choices=("A", "D"), default=None, help="track when the file and frame ID carry none")
     p.add_argument("--plots", action="store_true", help="also write PNG figures (paper Figs. 4, 6-9) to DIR/plots")
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from ladsdin.models.batch import DetectConfig, detect_cube
     from ladsdin.models.devices import configure_threads, resolve_device
     from ladsdin.models.training import TrainConfig
-    from ladsdin.formats.outputs import write_outputs
+    from ladsdin.formats.outputs import AnomalyWriter, write_outputs
     from ladsdin.formats import open_cube
 
     settings = args.settings
@@ -62,8 +64,9 @@ def run(args: argparse.Namespace) -> int:
     threads = configure_threads(settings.threads)
     progress = settings.progress and not args.quiet and sys.stderr.isatty()
     t0 = time.perf_counter()
-    cube = open_cube(args.cube, frame=args.frame, track=args.track)
-    train_kw = {"kind": args.model, "grid": args.grid, "seed": args.seed}
+    # lazily: a full-size frame's cube is read window by window, never whole
+    cube = open_cube(args.cube, frame=args.frame, track=args.track, lazy=True)
+    train_kw = {"kind": args.model, "grid": args.grid, "seed": args.seed, "train_pixels": args.train_pixels}
     if args.max_passes:
         train_kw["max_passes"] = args.max_passes
     if args.model == "per-pixel":
@@ -78,18 +81,25 @@ def run(args: argparse.Namespace) -> int:
         common_mode=args.common_mode,
         reanchor=not args.no_reanchor,
         min_coherence=args.min_coherence,
+        tile=args.tile,
         train=TrainConfig(**train_kw),
     )
     log.info("detect %s: %s, %d epochs, grid %dx%d, device %s, %d threads", args.cube, cube.attrs.get("frame"), cube.sizes["time"], cube.sizes["lat"], cube.sizes["lon"], device, threads)
-    result = detect_cube(cube, cfg, device, progress=progress)
     out = Path(args.out)
-    paths = write_outputs(result, out)
+    out.mkdir(parents=True, exist_ok=True)
+    step = int(cfg.downsample)
+    # anomalies.nc is written while scoring, one epoch at a time: the maps are never all in memory
+    with AnomalyWriter(out / "anomalies.nc", cube["lat"].values[::step], cube["lon"].values[::step]) as writer:
+        result = detect_cube(cube, cfg, device, progress=progress, on_score=writer.append, keep_maps=False)
+        writer.finish(result)
+    paths = write_outputs(result, out, anomalies_written=True)
     if args.plots:
         from ladsdin.plots.detection import write_plots
 
-        paths += write_plots(result, cube, out / "plots")
+        paths += write_plots(result, cube, out / "plots", maps_file=out / "anomalies.nc")
     rep = result.forecaster.report
-    print(f"frame {result.frame} ({result.track}), {result.grid.index.size} pixels modelled, N_a = {result.n_a}, N_m = {cfg.nm}")
+    print(f"frame {result.frame} ({result.track}), {result.model.n_pixels} pixels modelled in {result.model.tiling.n_tiles} tile(s), "
+          f"N_a = {result.n_a}, N_m = {cfg.nm}")
     print(f"training R² mean {rep['r2_mean']:.3f}; one-step RMS on held-out epochs {rep['val_rms_lstm_mm']:.2f} mm (classical baseline {rep['val_rms_baseline_mm']:.2f} mm)")
     alerts = result.features()
     if alerts:

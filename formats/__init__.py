@@ -102,10 +102,10 @@ def _identity(ds: xr.Dataset, path: Path, frame: str | None, track: str | None) 
     return frame_out, track_out
 
 
-def _read_raw(path: Path) -> xr.Dataset:
+def _read_raw(path: Path, lazy: bool = False) -> xr.Dataset:
     if path.is_dir():
         if is_zarr(path):
-            return read_cube_file(path)
+            return read_cube_file(path, lazy=lazy)
         inside = [n for n in ("cum_filt.h5", "cum.h5", "timeseries.h5") if (path / n).is_file()]
         hint = f"; it contains {', '.join(inside)}: pass that file" if inside else ""
         raise CubeError(f"{path} is a directory but not a Zarr store{hint}. {_ACCEPTED}")
@@ -129,9 +129,9 @@ def _read_raw(path: Path) -> xr.Dataset:
                 f"{path} is a MintPy HDF-EOS5 export; pass the geocoded geo_timeseries*.h5 it was "
                 "made from instead"
             )
-        return read_cube_file(path, hdf5=True)
+        return read_cube_file(path, hdf5=True, lazy=lazy)
     if is_zarr(path):
-        return read_cube_file(path)
+        return read_cube_file(path, lazy=lazy)
     with open(path, "rb") as fh:
         magic = fh.read(4)
     if magic[:3] == b"CDF" or path.suffix.lower() in (".nc", ".nc4", ".cdf", ".netcdf"):
@@ -140,9 +140,9 @@ def _read_raw(path: Path) -> xr.Dataset:
 
 
 def open_cube(
-    path: str | os.PathLike[str], *, frame: str | None = None, track: str | None = None
+    path: str | os.PathLike[str], *, frame: str | None = None, track: str | None = None, lazy: bool = False
 ) -> xr.Dataset:
-    """Open any accepted displacement time series as a canonical, in-memory cube.
+    """Open any accepted displacement time series as a canonical cube, in memory or lazily.
 
     Args:
         path: NetCDF file, Zarr store, LiCSBAS ``cum.h5``/``cum_filt.h5`` or MintPy
@@ -150,6 +150,8 @@ def open_cube(
         frame: LiCSAR frame ID or free name, used when neither the file's ``frame`` attribute nor
             the path contains one (default: the file name without suffix).
         track: 'A' or 'D', used when neither the file nor a frame ID in the path gives it.
+        lazy: for NetCDF and Zarr cubes, read ``displacement`` only when indexed (window by
+            window; ``detect`` on full-size frames). LiCSBAS and MintPy files load whole.
 
     Returns:
         Dataset with ``displacement`` (time, lat, lon) float32, LOS mm, +towards satellite,
@@ -165,10 +167,10 @@ def open_cube(
     p = Path(path)
     if not p.exists():
         raise CubeFileNotFoundError(f"cube path {p} does not exist; check the path. {_ACCEPTED}")
-    raw = _read_raw(p)
+    raw = _read_raw(p, lazy)
     frame_out, track_out = _identity(raw, p, frame, track)
     raw.attrs.update(frame=frame_out, track=track_out)
-    return normalize_cube(raw, frame=frame_out, track=track_out)
+    return normalize_cube(raw, frame=frame_out, track=track_out, lazy=lazy)
 
 
 def write_cube(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:

@@ -46,7 +46,7 @@ def _engines_for(hdf5: bool) -> list[str]:
     return [e for e in order if e in installed]
 
 
-def _load_netcdf(path: Path, hdf5: bool) -> xr.Dataset:
+def _load_netcdf(path: Path, hdf5: bool, lazy: bool = False) -> xr.Dataset:
     engines = _engines_for(hdf5)
     if not engines:
         need = "h5netcdf" if hdf5 else "scipy or netCDF4"
@@ -54,6 +54,8 @@ def _load_netcdf(path: Path, hdf5: bool) -> xr.Dataset:
     errors = []
     for engine in engines:
         try:
+            if lazy:  # the file stays open; variables are read window by window when indexed
+                return xr.open_dataset(path, engine=engine, cache=False)
             with xr.open_dataset(path, engine=engine) as ds:
                 return ds.load()
         except (OSError, ValueError, TypeError) as exc:  # the engine's own "cannot read" signals
@@ -61,14 +63,16 @@ def _load_netcdf(path: Path, hdf5: bool) -> xr.Dataset:
     raise CubeError(f"{path}: cannot read it as NetCDF ({'; '.join(errors)})")
 
 
-def _load_zarr(path: Path) -> xr.Dataset:
+def _load_zarr(path: Path, lazy: bool = False) -> xr.Dataset:
     store: Any = os.fspath(path)
     if path.is_file():  # *.zarr.zip
         import zarr
 
         store = zarr.storage.ZipStore(store, mode="r")
     try:
-        # chunks=None keeps numpy arrays (no dask), and the cube is used whole anyway.
+        # chunks=None keeps numpy-backed lazy arrays (no dask)
+        if lazy and isinstance(store, str):
+            return xr.open_dataset(store, engine="zarr", chunks=None, cache=False)
         with xr.open_dataset(store, engine="zarr", chunks=None) as ds:
             return ds.load()
     except (OSError, ValueError, KeyError) as exc:
@@ -117,12 +121,13 @@ def _check_sign(ds: xr.Dataset, source: str) -> None:
             )
 
 
-def read_cube_file(path: str | os.PathLike[str], *, hdf5: bool | None = None) -> xr.Dataset:
-    """Read a NetCDF or Zarr cube file whole into memory.
+def read_cube_file(path: str | os.PathLike[str], *, hdf5: bool | None = None, lazy: bool = False) -> xr.Dataset:
+    """Read a NetCDF or Zarr cube file, whole into memory or lazily.
 
     Args:
         path: a NetCDF file (NetCDF4/HDF5 or NetCDF3 classic) or a Zarr store.
         hdf5: whether the file is HDF5 (sniffed by the caller); None lets this function sniff.
+        lazy: keep the file open and read only what is indexed (full-size frames).
 
     Returns:
         The dataset as stored, with tool-specific names (``cum``, ``coh``) mapped to the contract
@@ -134,11 +139,11 @@ def read_cube_file(path: str | os.PathLike[str], *, hdf5: bool | None = None) ->
     p = Path(path)
     zarr_store = is_zarr(p)
     if zarr_store:
-        ds = _load_zarr(p)
+        ds = _load_zarr(p, lazy)
     else:
         if hdf5 is None:
             hdf5 = bool(h5py.is_hdf5(p))
-        ds = _load_netcdf(p, hdf5)
+        ds = _load_netcdf(p, hdf5, lazy)
     ds = _decode_yyyymmdd_time(_apply_aliases(ds), os.fspath(p))
     _check_sign(ds, os.fspath(p))
     ds.attrs.setdefault("source_format", "zarr" if zarr_store else "netcdf")
@@ -185,6 +190,10 @@ def write_cube_file(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
     else:
         compressed = {"zlib": True, "complevel": 4, "shuffle": True}
         encoding = {name: dict(compressed) for name in ("displacement", "coherence") if name in ds}
+        # chunks of a few epochs by 256 x 256 pixels: a tile's series and an epoch's map both read
+        # a small fraction of the file (detect reads full-size frames window by window)
+        n_t, n_lat, n_lon = (ds.sizes[d] for d in ("time", "lat", "lon"))
+        encoding["displacement"]["chunksizes"] = (min(n_t, 8), min(n_lat, 256), min(n_lon, 256))
         ds.to_netcdf(p, engine="h5netcdf", encoding=encoding)
     logger.info("wrote cube %s (%s)", p, dict(ds.sizes))
     return p

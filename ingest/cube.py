@@ -31,7 +31,7 @@ def epoch_events(cube: Any, data_root: Path, *, date_from: str | None = None, da
         epoch = str(np.datetime64(t, "D"))
         if (date_from and epoch < date_from) or (date_to and epoch > date_to) or (skip and skip(epoch)):
             continue
-        d = np.ascontiguousarray(cube["displacement"].values[i], dtype=np.float32)
+        d = np.ascontiguousarray(cube["displacement"][i].values, dtype=np.float32)  # one epoch: a lazy cube reads only it
         if inline:
             event = build_epoch_event(frame, track, epoch, lat, lon, inline=inline_payload(d), quality=quality)
         else:

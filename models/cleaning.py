@@ -99,20 +99,24 @@ def to_calendar(d: np.ndarray, slots: np.ndarray, n_slots: int) -> np.ndarray:
 
 
 def valid_pixels(
-    d_train: np.ndarray, coherence: np.ndarray | None = None, min_coherence: float = 0.25, min_valid_fraction: float = 0.5
+    d_train: np.ndarray, coherence: np.ndarray | None = None, min_coherence: float = 0.25, min_valid_fraction: float = 0.5,
+    n_acquired: int | None = None,
 ) -> np.ndarray:
     """Pixels worth modelling: coherent enough and observed often enough in training.
 
     Args:
-        d_train: (n_slots_train, n_lat, n_lon) calendar-regular training displacement, NaN = gap.
+        d_train: (n_slots_train, n_lat, n_lon) calendar-regular training displacement, NaN = gap
+            (the whole frame, or one tile of it).
         coherence: (n_lat, n_lon) average coherence 0..1, or None.
+        n_acquired: training acquisitions of the whole frame (a tile cannot tell: a tile may be
+            all water in an acquisition); default, the slots where ``d_train`` has any data.
 
     Returns:
         (n_lat, n_lon) bool.
     """
-    acquired = np.isfinite(d_train).any(axis=(1, 2))  # slots where the frame was acquired at all
-    n_acq = max(int(acquired.sum()), 1)
-    frac = np.isfinite(d_train[acquired]).sum(axis=0) / n_acq
+    if n_acquired is None:
+        n_acquired = int(np.isfinite(d_train).any(axis=(1, 2)).sum())  # slots where the frame was acquired at all
+    frac = np.isfinite(d_train).sum(axis=0) / max(n_acquired, 1)
     ok = frac >= min_valid_fraction
     if coherence is not None:
         with np.errstate(invalid="ignore"):

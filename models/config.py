@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from ladsdin.models.detector import COMMON_MODES
+from ladsdin.models.tiling import DEFAULT_TILE
 from ladsdin.models.training import TrainConfig
 
 
@@ -25,6 +26,7 @@ class DetectConfig:
     min_coherence: float = 0.25
     min_valid_fraction: float = 0.5
     step_days: int = 12
+    tile: int = DEFAULT_TILE  # tile edge, pixels: bounds memory and every stored value (models/tiling.py)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> None:
@@ -36,9 +38,12 @@ class DetectConfig:
             raise ValueError(f"--gap-fill must be 'native' or 'knn', got '{self.gap_fill}'")
         if self.common_mode not in COMMON_MODES:
             raise ValueError(f"--common-mode must be one of {COMMON_MODES}, got '{self.common_mode}'")
+        if self.tile < 8:
+            raise ValueError(f"the tile size must be >= 8 pixels, got {self.tile}")
         if self.connectivity not in (4, 8):
             raise ValueError(f"--connectivity must be 4 or 8, got {self.connectivity}")
 
     def digest(self) -> str:
-        """Short hash of the configuration, for model versions."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:10]
+        """Short hash of the configuration, for model versions. The tile size is left out: it
+        changes how a frame is cut, never what is detected."""
+        return hashlib.sha256(json.dumps({k: v for k, v in asdict(self).items() if k != "tile"}, sort_keys=True, default=str).encode()).hexdigest()[:10]

@@ -74,12 +74,14 @@ def _rename_dims(ds: xr.Dataset) -> xr.Dataset:
     return ds.rename(renames) if renames else ds
 
 
-def normalize_cube(ds: xr.Dataset, *, frame: str | None = None, track: str | None = None) -> xr.Dataset:
+def normalize_cube(ds: xr.Dataset, *, frame: str | None = None, track: str | None = None, lazy: bool = False) -> xr.Dataset:
     """Check a dataset against the cube contract and return it in canonical form.
 
     Args:
         ds: a dataset with ``displacement`` (time, lat, lon) in LOS mm, +towards satellite.
         frame, track: fill ``frame``/``track`` when the dataset carries none.
+        lazy: keep a file-backed ``displacement`` unread (its ``mm_per_unit`` attribute then
+            says how to convert what is read; the all-NaN check is left to the reader).
 
     Returns:
         A new dataset: ``displacement`` float32 (time, lat, lon), optional ``coherence``
@@ -122,9 +124,12 @@ def normalize_cube(ds: xr.Dataset, *, frame: str | None = None, track: str | Non
         raise CubeError(f"displacement units '{units}' are not understood; use 'mm' or 'm'")
 
     ds = ds.sortby("time")
-    values = ds["displacement"].transpose("time", "lat", "lon").values.astype(np.float32) * np.float32(scale)
-    if not np.isfinite(values).any():
-        raise CubeError("displacement holds no finite value (all NaN); check the nodata handling of the source")
+    if lazy:  # the Variable keeps its lazily indexed backend array: nothing is read here
+        values: Any = ds["displacement"].transpose("time", "lat", "lon").variable.copy(deep=False)
+    else:
+        values = ds["displacement"].transpose("time", "lat", "lon").values.astype(np.float32) * np.float32(scale)
+        if not np.isfinite(values).any():
+            raise CubeError("displacement holds no finite value (all NaN); check the nodata handling of the source")
 
     attrs = dict(ds.attrs)
     frame = str(attrs.get("frame") or frame or "unknown")
@@ -135,13 +140,11 @@ def normalize_cube(ds: xr.Dataset, *, frame: str | None = None, track: str | Non
             f"track '{track}' is not 'A' or 'D'; set the 'track' attribute (ascending/descending) "
             "or use a LiCSAR frame ID such as 128A_05172_131313 as 'frame'"
         )
-    out_vars: dict[str, Any] = {
-        "displacement": (
-            ("time", "lat", "lon"),
-            values,
-            {"units": UNITS, "long_name": "LOS displacement", "sign": SIGN},
-        )
-    }
+    disp_attrs = {"units": UNITS, "long_name": "LOS displacement", "sign": SIGN}
+    if lazy:
+        values.attrs = {**disp_attrs, "mm_per_unit": scale}
+        values.encoding = {}
+    out_vars: dict[str, Any] = {"displacement": values if lazy else (("time", "lat", "lon"), values, disp_attrs)}
     if "coherence" in ds.data_vars:
         coh = ds["coherence"]
         if "time" in coh.dims:

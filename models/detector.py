@@ -1,27 +1,26 @@
-"""Scoring one new epoch (paper steps 4-7): the step shared by the batch driver and the stream.
+"""What a frame's detector is and what scoring an epoch yields: the pixel grid, the scoring
+parameters, the fitted frame model (tiled) and the per-epoch score.
 
-``score_epoch`` is synchronous and pure apart from the returned state: forecast, threshold
-against the stored sigma (eq. 4), temporal screen (eq. 5), spatial screen, D_s (eq. 6), then
-re-anchor confirmed steps and advance every pixel's recurrent state with what was observed.
+Scoring itself is :func:`ladsdin.models.scoring.score_epoch`.
 """
 from __future__ import annotations
 
-import time
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
-from ladsdin.models.forecaster import Forecaster, PixelState
-from ladsdin.models.labelling import SeismicObject, label_anomalies, object_sizes, seismic_objects
-from ladsdin.models.thresholds import MIN_PIXELS_FOR_COMMON_MODE, common_mode, planar_ramp
+from ladsdin.models.forecaster import Forecaster
+from ladsdin.models.labelling import SeismicObject
+from ladsdin.models.tiling import TileModel, Tiling, scatter_tiles
 
 COMMON_MODES = ("none", "median", "plane")
 
 
 @dataclass(frozen=True)
 class PixelGrid:
-    """Where the modelled pixels sit: ``index`` (P,) flat indices into a (n_lat, n_lon) grid."""
+    """Where the modelled pixels sit: ``index`` (P,) flat indices into a (n_lat, n_lon) grid
+    (tile by tile: increasing within each tile)."""
 
     lat: np.ndarray  # (n_lat,) pixel-centre latitude, degrees
     lon: np.ndarray  # (n_lon,) pixel-centre longitude, degrees
@@ -74,96 +73,39 @@ class EpochScore:
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
-def score_epoch(
-    fc: Forecaster,
-    state: PixelState,
-    obs_map: np.ndarray,
-    slot: int,
-    date: str,
-    grid: PixelGrid,
-    params: ScoreParams,
-    filled: bool = False,
-) -> tuple[EpochScore, PixelState]:
-    """Score the acquisition at calendar ``slot`` and return the advanced state.
+@dataclass
+class FrameModel:
+    """A frame's fitted detector, cut into tiles: what ``detect`` scores with and what the stream
+    persists per frame (beside the per-tile pixel state).
 
-    Args:
-        fc: the frame's fitted forecaster.
-        state: pixel state after some slot < ``slot``; missing slots in between are stepped
-            through without observations (a multi-step forecast across the gap).
-        obs_map: (n_lat, n_lon) float32 displacement at ``slot``, LOS mm, +towards satellite,
-            NaN = no data.
-
-    Returns:
-        (the epoch's score, the state after ``slot``).
+    ``forecaster`` holds the frame-level parts (network, calendar, gap factors, training report;
+    no pixels); ``tiles[i]`` the per-pixel model of tile ``i`` of ``tiling``.
     """
-    if slot <= state.slot:
-        raise ValueError(f"slot {slot} is not after the state's last slot {state.slot}")
-    t0 = time.perf_counter()
-    while state.slot < slot - 1:
-        state = fc.advance(state, None)
-    pred, horizon = fc.predict(state)
-    obs = torch.from_numpy(np.ascontiguousarray(obs_map, dtype=np.float32).reshape(-1)[grid.index]).to(fc.device)
-    resid = (obs - pred).cpu().numpy()
-    sigma = fc.sigma
-    thr = (params.nm * torch.from_numpy(sigma).to(fc.device) * fc.widen(horizon)).cpu().numpy()  # eq. 4 threshold, gap-widened
-    valid = np.isfinite(resid) & np.isfinite(sigma)
-    if params.common_mode == "none" or valid.sum() < MIN_PIXELS_FOR_COMMON_MODE:
-        cm = np.zeros_like(resid)
-    elif params.common_mode == "median":
-        cm = np.full_like(resid, common_mode(np.where(valid, resid, np.nan), sigma, params.nm))
-    elif params.common_mode == "plane":
-        rows, cols = np.divmod(grid.index, grid.shape[1])
-        cm = planar_ramp(np.where(valid, resid, np.nan), rows.astype(np.float64), cols.astype(np.float64), sigma, params.nm)
-    else:
-        raise ValueError(f"unknown common mode '{params.common_mode}'; use one of {COMMON_MODES}")
-    rc = resid - cm
-    with np.errstate(invalid="ignore"):
-        anomalous = valid & (np.abs(rc) > thr)  # eq. 4 on the common-mode-corrected residual
-    c_k = int(anomalous.sum())
-    t_cluster = time.perf_counter()
-    anomaly_map = grid.scatter(anomalous, fill=False, dtype=bool)
-    examined = c_k >= params.n_a  # eq. 5, temporal screen
-    objects: list[SeismicObject] = []
-    deformation = np.full(grid.shape, np.nan, dtype=np.float32)
-    if examined:
-        # D_s from the uncorrected residual (DESIGN.md §1): a large event moves the median too.
-        objects, deformation, largest = seismic_objects(anomaly_map, grid.scatter(resid), params.n_a, params.connectivity)
-    else:
-        labels, n = label_anomalies(anomaly_map, params.connectivity)
-        largest = int(object_sizes(labels, n).max()) if n else 0
-    seismic_map = np.isfinite(deformation)
 
-    if params.reanchor and objects:
-        # Re-anchor: a confirmed step becomes the pixel's new level, so a network that learned
-        # "jumps revert" does not keep forecasting a return (late or repeated alerts). The
-        # deformation field reaches beyond the N_m sigma contour, so pixels above half the
-        # threshold that connect to a seismic object are re-anchored too (hysteresis).
-        with np.errstate(invalid="ignore"):
-            weak = valid & (np.abs(rc) > 0.5 * thr)
-        labels, _ = label_anomalies(grid.scatter(weak, fill=False, dtype=bool), params.connectivity)
-        hit = np.unique(labels[seismic_map])
-        region = np.isin(labels, hit[hit > 0]).reshape(-1)[grid.index]
-        state.offset = state.offset + torch.from_numpy(np.where(region, rc, 0.0).astype(np.float32)).to(fc.device)
-    t_advance = time.perf_counter()
-    new_state = fc.advance(state, obs)
-    t_end = time.perf_counter()
-    score = EpochScore(
-        slot=slot,
-        date=date,
-        horizon_max=int(horizon.cpu().numpy()[valid].max()) if valid.any() else 0,
-        n_valid=int(valid.sum()),
-        n_anomalous=c_k,
-        examined=bool(examined),
-        largest_object=int(largest),
-        common_mode_mm=float(np.median(cm[valid])) if valid.any() else 0.0,
-        objects=objects,
-        anomaly=anomaly_map,
-        seismic=seismic_map,
-        predicted=grid.scatter(pred.cpu().numpy()),
-        threshold=grid.scatter(thr),
-        deformation=deformation,
-        filled=filled,
-        seconds=t_end - t0,
-        stage_seconds={"predict": (t_cluster - t0) + (t_end - t_advance), "cluster": t_advance - t_cluster},
-    )
-    return score, new_state
+    forecaster: Forecaster
+    tiling: Tiling
+    tiles: list[TileModel]
+    grid: PixelGrid
+    params: ScoreParams
+    model_version: str
+    pixel_area_km2: float  # native A_p at the frame centre
+
+    @property
+    def n_pixels(self) -> int:
+        return sum(t.n_pixels for t in self.tiles)
+
+    def tile_forecaster(self, i: int) -> Forecaster:
+        """The forecaster of tile ``i``'s pixels."""
+        t = self.tiles[i]
+        return self.forecaster.with_pixels(t.coef, t.scale, t.sigma)
+
+    @functools.cached_property
+    def sigma_map(self) -> np.ndarray:
+        """(n_lat, n_lon) float32 sigma (eq. 3), NaN off the modelled pixels."""
+        return scatter_tiles(self.tiling.shape, [(t.index, t.sigma) for t in self.tiles])
+
+
+def tiled_grid(lat: np.ndarray, lon: np.ndarray, tiles: list[TileModel]) -> PixelGrid:
+    """The grid of a tiled model: every tile's modelled pixels, tile by tile."""
+    index = np.concatenate([t.index for t in tiles]) if tiles else np.zeros(0, np.int64)
+    return PixelGrid(np.asarray(lat), np.asarray(lon), index)

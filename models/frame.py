@@ -1,22 +1,30 @@
-"""Preparing a frame for the method (paper step 1), once for every caller: ``detect``, the stream's
+"""Preparing and fitting a frame (paper steps 1-3), once for every caller: ``detect``, the stream's
 bootstrap and the plots.
 
 :func:`prepare_frame` places the acquisitions on the 12-day calendar (an acquisition sharing its
 slot with a nearer one is dropped), applies the downsampling ``D_d = D(1:t:end)`` to the grid,
-and splits training from scoring; :meth:`PreparedFrame.training` then picks the modelled pixels
-(coherent and observed often enough in training) and their calendar-regular training series.
+and splits training from scoring; :meth:`PreparedFrame.tile_training` picks a tile's modelled
+pixels (coherent and observed often enough in training) and their calendar-regular training
+series; :func:`bootstrap_frame` fits the frame's tiled detector from them.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from ladsdin.models.bootstrap import NoModelledPixels, TileSeries, fit_tiles
 from ladsdin.models.cleaning import Calendar, regularise, to_calendar, valid_pixels
 from ladsdin.models.config import DetectConfig
 from ladsdin.models.cube import CubeError
-from ladsdin.models.detector import PixelGrid
-from ladsdin.models.thresholds import pixel_area_km2
+from ladsdin.models.detector import FrameModel, ScoreParams, tiled_grid
+from ladsdin.models.forecaster import PixelState
+from ladsdin.models.thresholds import pixel_area_km2, seismic_pixel_count
+from ladsdin.models.tiling import TileModel, Tiling
+
+MODEL_VERSION = "ladsdin-1"
 
 
 @dataclass(frozen=True)
@@ -51,21 +59,28 @@ class PreparedFrame:
         """Calendar slot -> index into the input times of the acquisition used there."""
         return {int(s): int(i) for s, i in zip(self.slots, np.flatnonzero(self.keep))}
 
-    def training(self, d_kept: np.ndarray, coherence: np.ndarray | None, cfg: DetectConfig) -> tuple[PixelGrid, np.ndarray]:
-        """The modelled pixels and their training series.
+    def tiling(self, cfg: DetectConfig) -> Tiling:
+        """The tiles of the (downsampled) grid: ``cfg.tile`` pixels a side; one tile for a
+        per-pixel model (its weights are per pixel of the whole frame: small areas only)."""
+        shape = (self.lat.size, self.lon.size)
+        return Tiling.of(shape, cfg.tile if cfg.train.kind == "shared" else max(shape))
+
+    def tile_training(self, d_tile: np.ndarray, coherence: np.ndarray | None, tiling: Tiling, i: int, cfg: DetectConfig) -> TileSeries:
+        """The modelled pixels of tile ``i`` and their training series.
 
         Args:
-            d_kept: (>= n_train, n_lat, n_lon) float32 kept acquisitions, LOS mm, already
-                downsampled (:meth:`sample`); only the first ``n_train`` are read.
-            coherence: (n_lat, n_lon) downsampled mean coherence 0..1, or None.
+            d_tile: (>= n_train, h, w) float32 kept acquisitions in the tile's window, LOS mm,
+                on the downsampled grid; only the first ``n_train`` are read.
+            coherence: (h, w) mean coherence 0..1 in the window, or None.
 
         Returns:
-            (grid, y): y is (split, P) float32, the calendar-regular training displacement of
-            the modelled pixels, NaN = gap.
+            The tile's pixels coherent enough and observed in enough training acquisitions
+            (``cfg.min_coherence``, ``cfg.min_valid_fraction``), with (split, p) float32
+            calendar-regular training displacement, NaN = gap.
         """
-        d_train = to_calendar(d_kept[: self.n_train], self.slots[: self.n_train], self.split)
-        grid = select_pixels(d_train, self.lat, self.lon, coherence, cfg)
-        return grid, d_train.reshape(self.split, -1)[:, grid.index]
+        d_train = to_calendar(d_tile[: self.n_train], self.slots[: self.n_train], self.split)
+        mask = valid_pixels(d_train, coherence, cfg.min_coherence, cfg.min_valid_fraction, n_acquired=self.n_train)
+        return TileSeries(tiling.global_index(i, mask), np.ascontiguousarray(d_train[:, mask]))
 
 
 def prepare_frame(times: np.ndarray, lat: np.ndarray, lon: np.ndarray, cfg: DetectConfig, n_train: int | None = None) -> PreparedFrame:
@@ -85,22 +100,39 @@ def prepare_frame(times: np.ndarray, lat: np.ndarray, lon: np.ndarray, cfg: Dete
     return PreparedFrame(cal, keep, kept, n, split, np.asarray(lat)[::t], np.asarray(lon)[::t], t)
 
 
-def select_pixels(d_train: np.ndarray, lat: np.ndarray, lon: np.ndarray, coherence: np.ndarray | None, cfg: DetectConfig) -> PixelGrid:
-    """The modelled pixels of a frame: coherent enough and observed often enough in training.
+def bootstrap_frame(read: Callable[[int], TileSeries], tiling: Tiling, lat: np.ndarray, lon: np.ndarray, train_calendar: Calendar,
+                    pixel_area: float, cfg: DetectConfig, device: torch.device, emit_state: Callable[[int, PixelState], None],
+                    progress: bool = False) -> FrameModel:
+    """Fit a frame's detector tile by tile; each tile's warm state goes to ``emit_state``.
 
     Args:
-        d_train: (n_slots, n_lat, n_lon) calendar-regular training displacement, NaN = gap.
+        read: tile -> its :class:`TileSeries` (see :meth:`PreparedFrame.tile_training`).
+        lat, lon: the (downsampled) grid's pixel-centre coordinates.
+        train_calendar: slot 0 = row 0 of every series.
+        pixel_area: native A_p (km²) at the frame centre, for N_a (eq. 5).
 
     Raises:
-        CubeError: when no pixel qualifies.
+        CubeError: when no pixel qualifies for modelling.
     """
-    mask = valid_pixels(d_train, coherence, cfg.min_coherence, cfg.min_valid_fraction)
-    if not mask.any():
+    tiles: list[TileModel] = []
+
+    def keep(i: int, tm: TileModel, state: PixelState) -> None:
+        tiles.append(tm)
+        emit_state(i, state)
+
+    try:
+        fc = fit_tiles(tiling.n_tiles, read, train_calendar, cfg.train, device, keep, nm=cfg.nm,
+                       common_mode_enabled=cfg.common_mode != "none", progress=progress)
+    except NoModelledPixels:
         raise CubeError(
             f"no pixel is coherent (>= {cfg.min_coherence}) and observed in >= {cfg.min_valid_fraction:.0%} of the "
             "training epochs; lower --min-coherence or check the cube's NaN mask"
-        )
-    return PixelGrid(lat=lat, lon=lon, index=np.flatnonzero(mask.ravel()))
+        ) from None
+    n_a = seismic_pixel_count(cfg.seismic_area_km2, pixel_area, cfg.downsample)  # eq. 5
+    cm = cfg.common_mode if fc.report["common_mode"] else "none"
+    params = ScoreParams(cfg.nm, n_a, cfg.connectivity, cm, cfg.reanchor)
+    version = f"{MODEL_VERSION}/{fc.report['kind']}-K{fc.report['layers']}S{fc.report['hidden']}/{cfg.digest()}"
+    return FrameModel(fc, tiling, tiles, tiled_grid(lat, lon, tiles), params, version, pixel_area)
 
 
 def frame_pixel_area(lat: np.ndarray, dlat: float, dlon: float) -> float:

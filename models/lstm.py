@@ -60,7 +60,13 @@ class SharedLSTM(nn.Module):
             (forecasts (T, B) of the next slot, final state).
         """
         out, (h, c) = self.lstm(x, state)
-        return self.head(out).squeeze(-1), (h, c)
+        return self.apply_head(out), (h, c)
+
+    def apply_head(self, out: torch.Tensor) -> torch.Tensor:
+        """The linear head on (..., S) hidden states -> (...) forecasts, written out elementwise:
+        a pixel's forecast then depends on its own state only, never on how many pixels share the
+        call (a batched matrix product may sum in another order for another batch size)."""
+        return (out * self.head.weight[0]).sum(-1) + self.head.bias[0]
 
 
 class PerPixelLSTM(nn.Module):

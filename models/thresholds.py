@@ -42,6 +42,18 @@ def seismic_pixel_count(seismic_area_km2: float, pixel_area_km2: float, downsamp
     return max(1, math.ceil(n_a - 1e-9))
 
 
+def series_nanstd(a: np.ndarray, ddof: int = 0) -> np.ndarray:
+    """Per-pixel std over time of a (n_time, n_pix) stack, NaN ignored.
+
+    Each pixel's value depends on its own series only, never on how many pixels share the call:
+    numpy's reductions along a non-contiguous axis sum in an order that depends on the array's
+    width, so the series are made contiguous first. This keeps tiled and untiled runs identical.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN / single-sample pixels -> NaN
+        return np.nanstd(np.ascontiguousarray(np.asarray(a).T), axis=1, ddof=ddof)
+
+
 def residual_sigma(residuals: np.ndarray, axis: int = 0, min_samples: int = 5, floor_mm: float = 0.5) -> np.ndarray:
     """Per-pixel residual scale sigma = std(E_r) over the training epochs (eq. 3).
 
@@ -54,11 +66,9 @@ def residual_sigma(residuals: np.ndarray, axis: int = 0, min_samples: int = 5, f
     Returns:
         (n_pix,) float32 sigma in mm, NaN for pixels without enough samples.
     """
-    r = np.asarray(residuals, dtype=np.float64)
-    n = np.isfinite(r).sum(axis=axis)
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN / single-sample pixels -> NaN
-        sigma = np.nanstd(r, axis=axis, ddof=1) if r.shape[axis] > 1 else np.full(n.shape, np.nan)  # eq. 3
+    r = np.moveaxis(np.asarray(residuals, dtype=np.float64), axis, 0)
+    n = np.isfinite(r).sum(axis=0)
+    sigma = series_nanstd(r, ddof=1) if r.shape[0] > 1 else np.full(n.shape, np.nan)  # eq. 3
     sigma = np.where(n >= min_samples, np.maximum(sigma, floor_mm), np.nan)
     return sigma.astype(np.float32)
 

@@ -35,7 +35,8 @@ class TrainConfig:
     lr: float = 5e-3
     input_dropout: float = 0.15
     val_fraction: float = 0.2
-    train_pixels: int = 20_000  # shared model: subsample of pixels it is fitted on
+    train_pixels: int = 20_000  # shared model: the seeded sample of pixels the network is fitted on
+    calibration_pixels: int = 100_000  # seeded sample behind the common mode, sigma calibration and g(m) while fitting
     seed: int = 0
 
 

@@ -8,6 +8,7 @@ leak memory in a long-running worker, and nothing to close.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +34,11 @@ DPI = 110
 class PlotContext:
     """What every figure needs: the grid's geometry and the cube's observations on it."""
 
-    def __init__(self, result: DetectionResult, cube: xr.Dataset) -> None:
+    def __init__(self, result: DetectionResult, cube: xr.Dataset, maps_file: Path | None = None) -> None:
         self.r = result
         self.cube = cube
+        self.maps_file = maps_file
+        self._maps: xr.Dataset | None = None
         self.t = max(int(result.config.downsample), 1)
         lat, lon = np.asarray(result.grid.lat, float), np.asarray(result.grid.lon, float)
         dlat = _spacing(lat, np.asarray(cube["lat"].values, float), self.t)
@@ -75,6 +78,31 @@ class PlotContext:
         if i is None or score.filled:
             return None
         return np.asarray(self.cube["displacement"][i, :: self.t, :: self.t].values, np.float32)
+
+    def _maps_ds(self) -> xr.Dataset:
+        if self._maps is None:
+            import xarray as xr
+
+            if self.maps_file is None:
+                raise ValueError("the scores kept no maps; pass the anomalies.nc written while scoring (maps_file)")
+            self._maps = xr.open_dataset(self.maps_file, engine="h5netcdf", cache=False)
+        return self._maps
+
+    def score(self, k: int) -> EpochScore:
+        """Scored epoch ``k`` with its maps: kept by the result, or read from ``anomalies.nc``."""
+        s = self.r.scores[k]
+        if s.anomaly is not None:
+            return s
+        ds = self._maps_ds()
+        m = {n: ds[n][k].values for n in ("anomaly", "seismic", "predicted", "threshold", "deformation")}
+        return dataclasses.replace(s, anomaly=m["anomaly"].astype(bool), seismic=m["seismic"].astype(bool),
+                                   predicted=m["predicted"], threshold=m["threshold"], deformation=m["deformation"])
+
+    def pixel(self, name: str, row: int, col: int) -> np.ndarray:
+        """(n_scored,) values of one map variable at one pixel, over the scored epochs."""
+        if self.r.scores and self.r.scores[0].anomaly is not None:
+            return np.array([getattr(s, name)[row, col] for s in self.r.scores])
+        return np.asarray(self._maps_ds()[name][:, row, col].values)
 
     def imshow(self, ax: Axes, a: np.ndarray, **kw: Any) -> Any:
         im = ax.imshow(self.oriented(a), origin="lower", extent=self.extent, interpolation="nearest", **kw)

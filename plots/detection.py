@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 MAX_MAP_PANELS = 24
 
 
-def write_plots(result: DetectionResult, cube: xr.Dataset, out_dir: Path) -> list[Path]:
+def write_plots(result: DetectionResult, cube: xr.Dataset, out_dir: Path, maps_file: Path | None = None) -> list[Path]:
     """Write the detection figures into ``out_dir`` (created) and return their paths.
 
     Args:
@@ -45,6 +45,8 @@ def write_plots(result: DetectionResult, cube: xr.Dataset, out_dir: Path) -> lis
             float32, LOS mm, +towards satellite, at native resolution (the result's grid is
             every ``result.config.downsample``-th row and column of it).
         out_dir: output directory.
+        maps_file: the run's ``anomalies.nc``, read for the maps the result did not keep
+            (``detect_cube(keep_maps=False)``, full-size frames).
 
     Returns:
         Paths of the PNGs written, in the order listed in the module docstring.
@@ -57,7 +59,7 @@ def write_plots(result: DetectionResult, cube: xr.Dataset, out_dir: Path) -> lis
     if not result.scores:
         log.warning("frame %s: no scored epochs, no figures written", result.frame)
         return paths
-    ctx = PlotContext(result, cube)
+    ctx = PlotContext(result, cube, maps_file)
     # Many small panels: the default 10 pt crowds them. A context, not rcParams, so a caller's
     # notebook keeps its own style.
     with matplotlib.rc_context({"font.size": 8}):
@@ -115,7 +117,7 @@ def _anomaly_maps(ctx: PlotContext) -> Figure:
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     for j, (ax, k) in enumerate(zip(axes.flat, chosen)):
-        s = r.scores[k]
+        s = ctx.score(k)
         obs = ctx.observed(s)
         # A modelled pixel with no observation this epoch was not tested: show it as no data.
         tested = ctx.modelled if obs is None else ctx.modelled & np.isfinite(obs)
@@ -207,7 +209,7 @@ def _outline(ax: Axes, features: list[dict[str, Any]]) -> None:
 
 def _deformation_map(ctx: PlotContext, k: int) -> Figure:
     r = ctx.r
-    s = r.scores[k]
+    s = ctx.score(k)
     feats = [f for f in ctx.features if f["properties"]["epoch"] == s.date]
     ds = s.deformation
     finite = np.abs(ds[np.isfinite(ds)])
@@ -249,7 +251,8 @@ def _series_pixel(ctx: PlotContext) -> tuple[int, int, str]:
     any_alert = any(s.objects for s in r.scores)
     how = "largest |D_s|" if any_alert else "no alert: largest |D_k - P_k - common mode|"
     best, where = -np.inf, None
-    for s in r.scores:  # a running maximum: a stack of full-resolution maps may not fit in memory
+    for k in range(len(r.scores)):  # a running maximum: a stack of full-resolution maps may not fit in memory
+        s = ctx.score(k)
         if any_alert:
             m = np.abs(s.deformation)
         else:
@@ -270,11 +273,11 @@ def _pixel_series(ctx: PlotContext) -> Figure:
     # Forecasts sit at their acquisition's own date, so dots and forecasts line up when the
     # acquisition is a day or two off the 12-day calendar.
     when = np.array([ctx.times[ctx.slot_index[s.slot]] if s.slot in ctx.slot_index else np.datetime64(s.date, "D") for s in r.scores])
-    pred = np.array([s.predicted[row, col] for s in r.scores], float)
-    thr = np.array([s.threshold[row, col] for s in r.scores], float)
+    pred = ctx.pixel("predicted", row, col).astype(float)
+    thr = ctx.pixel("threshold", row, col).astype(float)
     cm = np.array([s.common_mode_mm for s in r.scores], float)
-    flag = np.array([bool(s.anomaly[row, col]) for s in r.scores])
-    seis = np.array([bool(s.seismic[row, col]) for s in r.scores])
+    flag = ctx.pixel("anomaly", row, col).astype(bool)
+    seis = ctx.pixel("seismic", row, col).astype(bool)
     obs_at = np.array([series[ctx.slot_index[s.slot]] if s.slot in ctx.slot_index and not s.filled else np.nan for s in r.scores])
 
     fig = new_figure(10, 3.8)

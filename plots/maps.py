@@ -18,7 +18,7 @@ def alerts_map(cube: Any, alerts: list[dict[str, Any]], path: Path) -> Path:
     fig = Figure(figsize=(7, 6))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    d = cube["displacement"].values[-1]
+    d = cube["displacement"][-1].values
     lat, lon = cube["lat"].values, cube["lon"].values
     lim = float(np.nanpercentile(np.abs(d), 99)) or 1.0
     im = ax.imshow(d, extent=(lon.min(), lon.max(), lat.min(), lat.max()), origin="upper" if lat[0] > lat[-1] else "lower", cmap="RdBu_r", vmin=-lim, vmax=lim)

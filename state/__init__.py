@@ -21,7 +21,8 @@ from ladsdin.state.memory import MemoryStateStore
 from ladsdin.state.store import OutboxMessage, StateStore, StoreUnavailable, frame_key
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ladsdin.state.frame_model import check_state_fits, decode_model, decode_state, encode_model, encode_state
+    from ladsdin.state.frame_model import (check_state_fits, decode_model, decode_state, decode_state_manifest, encode_model,
+                                           encode_state, encode_state_manifest)
     from ladsdin.state.redis_store import RedisStateStore
 
 _LAZY = {
@@ -31,6 +32,8 @@ _LAZY = {
     "encode_state": "frame_model",
     "decode_state": "frame_model",
     "check_state_fits": "frame_model",
+    "encode_state_manifest": "frame_model",
+    "decode_state_manifest": "frame_model",
 }
 
 __all__ = [
@@ -45,9 +48,11 @@ __all__ = [
     "decode_arrays",
     "decode_model",
     "decode_state",
+    "decode_state_manifest",
     "encode_arrays",
     "encode_model",
     "encode_state",
+    "encode_state_manifest",
     "frame_key",
     "read_header",
 ]

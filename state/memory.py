@@ -2,13 +2,14 @@
 
 Same semantics as the Redis store, but nothing survives the process. Applied-log records are
 kept as JSON text, exactly as Redis keeps them, so both stores accept and return the same values.
+Tiles live under their version id; a committed state version replaces (and deletes) every other.
 """
 from __future__ import annotations
 
 import json
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,10 +17,14 @@ from ladsdin.state.store import (
     BytesLike,
     OutboxMessage,
     StateStore,
+    TilesIncomplete,
     check_blob,
     check_epoch,
     check_frame,
+    check_tile,
+    new_version,
     utc_now,
+    version_tiles,
 )
 
 log = logging.getLogger(__name__)
@@ -28,11 +33,15 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Frame:
     model: tuple[bytes, dict[str, str]] | None = None
+    model_tiles: dict[str, list[bytes]] = field(default_factory=dict)  # tiles id -> tiles
     state: bytes | None = None
     cursor: str | None = None
+    versions: dict[str, dict[int, bytes]] = field(default_factory=dict)  # registered state versions -> tiles
     applied: list[str] = field(default_factory=list)
     outbox: dict[str, OutboxMessage] = field(default_factory=dict)  # insertion-ordered
     buffer: dict[str, bytes] = field(default_factory=dict)
+    buffer_tiles: dict[str, list[bytes]] = field(default_factory=dict)
+    committed_version: str | None = None
 
     def has_data(self) -> bool:
         return self.model is not None or self.state is not None or bool(self.buffer)
@@ -58,30 +67,78 @@ class MemoryStateStore(StateStore):
     def ping(self) -> None:
         return None
 
-    def put_model(self, frame: str, blob: BytesLike, *, version: str, config_hash: str) -> None:
+    def put_model(self, frame: str, blob: BytesLike, *, version: str, config_hash: str, tiles: Sequence[BytesLike] = ()) -> None:
         data = check_blob(blob, "model blob")
-        meta = {"version": str(version), "config_hash": str(config_hash), "saved_at": utc_now()}
+        parts = [check_blob(t, "model tile") for t in tiles]
+        tiles_id = new_version(len(parts)) if parts else ""
+        meta = {"version": str(version), "config_hash": str(config_hash), "saved_at": utc_now(), "tiles": tiles_id}
         with self._lock:
-            self._get(frame).model = (data, meta)
+            f = self._get(frame)
+            f.model = (data, meta)
+            f.model_tiles = {tiles_id: parts} if parts else {}
 
     def get_model(self, frame: str) -> tuple[bytes, dict[str, str]] | None:
         with self._lock:
             model = self._peek(frame).model
             return None if model is None else (model[0], dict(model[1]))
 
+    def get_model_tile(self, frame: str, tiles: str, i: int) -> bytes | None:
+        check_tile(tiles, i)
+        with self._lock:
+            parts = self._peek(frame).model_tiles.get(tiles)
+            return None if parts is None else parts[i]
+
     def get_state(self, frame: str) -> tuple[bytes | None, str | None]:
         with self._lock:
             f = self._peek(frame)
             return f.state, f.cursor
 
-    def _apply_commit(self, frame: str, epoch: str, expected_cursor: str | None, data: Any, msgs: list[OutboxMessage], record: Any) -> bool:
+    def begin_state(self, frame: str, n_tiles: int) -> str:
+        version = new_version(n_tiles)
+        with self._lock:
+            self._get(frame).versions[version] = {}
+        return version
+
+    def put_state_tile(self, frame: str, version: str, i: int, blob: BytesLike) -> bool:
+        check_tile(version, i)
+        data = check_blob(blob, "state tile")
+        with self._lock:
+            tiles = self._peek(frame).versions.get(version)
+            if tiles is None:
+                return False
+            tiles[i] = data
+            return True
+
+    def get_state_tile(self, frame: str, version: str, i: int) -> bytes | None:
+        check_tile(version, i)
+        with self._lock:
+            return self._peek(frame).versions.get(version, {}).get(i)
+
+    def discard_state(self, frame: str, version: str) -> None:
+        version_tiles(version)
+        with self._lock:
+            f = self._peek(frame)
+            if version != f.committed_version:
+                f.versions.pop(version, None)
+
+    def _apply_commit(self, frame: str, epoch: str, expected_cursor: str | None, data: Any, msgs: list[OutboxMessage], record: Any,
+                      tiles: str | None) -> bool:
         with self._lock:
             f = self._peek(frame)
             if f.cursor != expected_cursor:
                 log.info("frame %s: refused epoch %s, cursor is %s not %s", frame, epoch, f.cursor, expected_cursor)
                 return False
+            if tiles is not None:
+                written = f.versions.get(tiles)
+                if written is None:
+                    log.info("frame %s: refused epoch %s, its state version %s was discarded", frame, epoch, tiles)
+                    return False
+                if len(written) != version_tiles(tiles):
+                    raise TilesIncomplete(f"state version {tiles} has {len(written)} of {version_tiles(tiles)} tiles; write them all first")
             f = self._get(frame)
             f.state, f.cursor = data, epoch
+            f.committed_version = tiles
+            f.versions = {tiles: f.versions[tiles]} if tiles is not None else {}
             f.applied.append(record)
             for m in msgs:
                 f.outbox.setdefault(m.id, m)
@@ -103,15 +160,22 @@ class MemoryStateStore(StateStore):
             for i in ids:
                 box.pop(i, None)
 
-    def buffer_epoch(self, frame: str, epoch: str, blob: BytesLike) -> bool:
+    def buffer_epoch(self, frame: str, epoch: str, blob: BytesLike, tiles: Sequence[BytesLike] = ()) -> bool:
         check_epoch(epoch)
         data = check_blob(blob, "buffered event")
+        parts = [check_blob(t, "buffered tile") for t in tiles]
         with self._lock:
-            buf = self._get(frame).buffer
-            if epoch in buf:
+            f = self._get(frame)
+            if epoch in f.buffer:
                 return False
-            buf[epoch] = data
+            f.buffer[epoch] = data
+            f.buffer_tiles[epoch] = parts
             return True
+
+    def buffered_epoch_tile(self, frame: str, epoch: str, i: int) -> bytes | None:
+        with self._lock:
+            parts = self._peek(frame).buffer_tiles.get(epoch)
+            return parts[i] if parts is not None and 0 <= i < len(parts) else None
 
     def buffered_epochs(self, frame: str) -> list[tuple[str, bytes]]:
         with self._lock:
@@ -132,7 +196,9 @@ class MemoryStateStore(StateStore):
 
     def clear_buffer(self, frame: str) -> None:
         with self._lock:
-            self._peek(frame).buffer.clear()
+            f = self._peek(frame)
+            f.buffer.clear()
+            f.buffer_tiles.clear()
 
     def frames(self) -> list[str]:
         with self._lock:

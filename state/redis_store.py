@@ -1,100 +1,79 @@
 """The production :class:`StateStore` on Redis (or Valkey), cluster-slot-safe.
 
 Key layout (``F`` = frame ID; the braces are literal, a Redis Cluster hash tag, so every key of
-a frame lives in one slot and one script may touch them all):
+a frame lives in one slot and one script may touch them all; ``V`` = a tile version id
+``<16 hex>.<n tiles>``, ``i`` = a tile number, ``E`` = an epoch):
 
-=============================== ======== ==================================================
-``ladsdin:{F}:model``           hash     ``blob`` (raw bytes), ``version``, ``config_hash``,
-                                         ``saved_at`` (UTC ISO 8601)
-``ladsdin:{F}:state``           string   the pixel-state blob (raw bytes)
-``ladsdin:{F}:cursor``          string   last applied epoch ``YYYY-MM-DD``
-``ladsdin:{F}:applied``         list     one JSON record per committed epoch, in order
-``ladsdin:{F}:outbox``          list     pending message ids, in insertion order
-``ladsdin:{F}:outbox:messages`` hash     id -> packed message (see :func:`pack_message`)
-``ladsdin:{F}:buffer``          hash     epoch ``YYYY-MM-DD`` -> buffered event blob
-``ladsdin:frames``              set      names of frames ever written (until deleted)
-=============================== ======== ==================================================
+=================================== ======== ==============================================
+``ladsdin:{F}:model``               hash     ``blob`` (raw bytes), ``version``, ``config_hash``,
+                                             ``saved_at`` (UTC ISO 8601), ``tiles`` (``V``)
+``ladsdin:{F}:model:tile:V:i``      string   one tile of the model
+``ladsdin:{F}:model:versions``      zset     model tile versions written (score: ms since 1970)
+``ladsdin:{F}:model:garbage``       zset     replaced model tile versions, being deleted
+``ladsdin:{F}:state``               string   the pixel-state blob (a manifest for a tiled frame)
+``ladsdin:{F}:state:version``       string   the committed state version ``V`` ('' = untiled)
+``ladsdin:{F}:state:tile:V:i``      string   one tile of a state version
+``ladsdin:{F}:state:versions``      zset     registered state versions (the committed one and
+                                             any being written)
+``ladsdin:{F}:state:garbage``       zset     superseded state versions, being deleted
+``ladsdin:{F}:cursor``              string   last applied epoch ``YYYY-MM-DD``
+``ladsdin:{F}:applied``             list     one JSON record per committed epoch, in order
+``ladsdin:{F}:outbox``              list     pending message ids, in insertion order
+``ladsdin:{F}:outbox:messages``     hash     id -> packed message (see ``pack_message``)
+``ladsdin:{F}:buffer``              hash     epoch ``YYYY-MM-DD`` -> buffered event blob
+``ladsdin:{F}:buffer:tile:E:i``     string   one tile of a buffered epoch's data
+``ladsdin:frames``                  set      names of frames ever written (until deleted)
+=================================== ======== ==============================================
+
+An epoch's new state tiles are written under a registered version (a script refuses a tile of a
+version that another writer's commit discarded), then one script compares the cursor, checks the
+version is still registered and complete, flips state, cursor and version, and moves every
+other version to the garbage set; the client then deletes the garbage's tiles. A crash anywhere
+leaves the previous epoch whole, and garbage left by a crash is deleted at the next commit.
 
 ``ladsdin:frames`` is outside every hash tag (it spans frames, so it cannot share one slot) and
 is therefore updated by its own command, *before* the frame's data is written: a crash in
 between leaves a listed frame with no data (harmless, and :meth:`frames` filters it out), never
 data that no listing can find.
 
-Blobs travel as raw binary bulk strings (no base64, no JSON): a 1M-pixel state is hundreds of
-MB. One value is capped by the server's ``proto-max-bulk-len`` (512 MB by default).
+Blobs travel as raw binary bulk strings (no base64, no JSON). Tiles keep every value small: a
+512 x 512 state tile is ~18 MB, far under the server's ``proto-max-bulk-len`` (512 MB).
 """
 from __future__ import annotations
 
 import json
 import logging
 import re
-import struct
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import redis
 from redis import exceptions as rexc
 
+from ladsdin.state.redis_scripts import COMMIT_LUA, DISCARD_LUA, MODEL_LUA, PUT_TILE_LUA, pack_message, unpack_message
 from ladsdin.state.store import (
     PREFIX,
     BytesLike,
     OutboxMessage,
     StateStore,
     StoreUnavailable,
+    TilesIncomplete,
     check_blob,
     check_epoch,
     check_frame,
+    check_tile,
+    new_version,
     utc_now,
+    version_tiles,
 )
 
 log = logging.getLogger(__name__)
 
 FRAMES_KEY = f"{PREFIX}:frames"
-_MSG_FORMAT = 1
-_MSG_HEAD = struct.Struct("<BII")  # format, topic length, key length (then topic, key, value)
-
-# The compare-and-set of one epoch. KEYS: cursor, state, applied, outbox, outbox:messages (all
-# one frame's, one slot). ARGV: expected cursor ('' = none), epoch, state blob, applied record,
-# then (id, packed message) pairs. Key types are checked before the first write because a Lua
-# error does not roll back the writes before it.
-_COMMIT_LUA = """
-local want = {'string', 'string', 'list', 'list', 'hash'}
-for i = 1, 5 do
-  local t = redis.call('TYPE', KEYS[i])['ok']
-  if t ~= 'none' and t ~= want[i] then
-    return redis.error_reply('WRONGTYPE ladsdin key ' .. KEYS[i] .. ' holds a ' .. t .. ', expected a ' .. want[i])
-  end
-end
-local cur = redis.call('GET', KEYS[1])
-if not cur then cur = '' end
-if cur ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[3])
-redis.call('SET', KEYS[1], ARGV[2])
-redis.call('RPUSH', KEYS[3], ARGV[4])
-for i = 5, #ARGV, 2 do
-  if redis.call('HSETNX', KEYS[5], ARGV[i], ARGV[i + 1]) == 1 then
-    redis.call('RPUSH', KEYS[4], ARGV[i])
-  end
-end
-return 1
-"""
-
-
-def pack_message(m: OutboxMessage) -> bytes:
-    """Binary outbox record: uint8 format, uint32 topic and key lengths, then topic, key, value."""
-    topic, key = m.topic.encode("utf-8"), m.key.encode("utf-8")
-    return b"".join((_MSG_HEAD.pack(_MSG_FORMAT, len(topic), len(key)), topic, key, m.value))
-
-
-def unpack_message(msg_id: str, packed: bytes) -> OutboxMessage:
-    fmt, n_topic, n_key = _MSG_HEAD.unpack_from(packed)
-    if fmt != _MSG_FORMAT:
-        raise ValueError(f"outbox message {msg_id!r} has format {fmt}, this ladsdin reads {_MSG_FORMAT}; upgrade ladsdin")
-    i = _MSG_HEAD.size
-    topic = packed[i : i + n_topic].decode("utf-8")
-    key = packed[i + n_topic : i + n_topic + n_key].decode("utf-8")
-    return OutboxMessage(msg_id, topic, key, packed[i + n_topic + n_key :])
+#: Keys deleted per DEL command when a frame's tiles go.
+_DEL_BATCH = 500
 
 
 def _redact(url: str) -> str:
@@ -126,7 +105,10 @@ class RedisStateStore(StateStore):
             raise TypeError(f"url must be a Redis URL or a redis.Redis client, got {url!r}")
         if self._r.connection_pool.connection_kwargs.get("decode_responses"):
             raise ValueError("the redis.Redis client decodes responses; build it with decode_responses=False (blobs are binary)")
-        self._commit = self._r.register_script(_COMMIT_LUA)
+        self._commit = self._r.register_script(COMMIT_LUA)
+        self._put_tile = self._r.register_script(PUT_TILE_LUA)
+        self._model = self._r.register_script(MODEL_LUA)
+        self._discard = self._r.register_script(DISCARD_LUA)
 
     def __repr__(self) -> str:
         return f"RedisStateStore({self.url!r})"
@@ -162,42 +144,116 @@ class RedisStateStore(StateStore):
         with self._guard("ping"):
             self._r.ping()
 
-    def _register(self, frame: str) -> None:
-        # before the frame's own writes: see the module docstring
+    def register_frame(self, frame: str) -> None:
+        """List the frame in ``ladsdin:frames`` (before the frame's own writes: see the module docstring)."""
         self._r.sadd(FRAMES_KEY, frame)
 
-    def put_model(self, frame: str, blob: BytesLike, *, version: str, config_hash: str) -> None:
+    # -- tiles ---------------------------------------------------------------------------------
+    def _tile_key(self, frame: str, kind: str, version: str, i: int) -> str:
+        return self.key(frame, f"{kind}:tile:{version}:{i}")
+
+    def _tile_keys(self, frame: str, kind: str, version: str) -> list[str]:
+        return [self._tile_key(frame, kind, version, i) for i in range(version_tiles(version))]
+
+    def _register(self, frame: str, kind: str, version: str) -> None:
+        self._r.zadd(self.key(frame, f"{kind}:versions"), {version: int(time.time() * 1000)})
+
+    def _write_tile(self, frame: str, kind: str, version: str, i: int, blob: bytes) -> bool:
+        return bool(self._put_tile(keys=[self.key(frame, f"{kind}:versions"), self._tile_key(frame, kind, version, i)], args=[version, blob]))
+
+    def _collect(self, frame: str, kind: str) -> None:
+        """Delete the tiles of every version in ``<kind>:garbage`` (after a commit)."""
+        garbage = self.key(frame, f"{kind}:garbage")
+        for raw in self._r.zrange(garbage, 0, -1):
+            version = raw.decode()
+            keys = self._tile_keys(frame, kind, version)
+            for s in range(0, len(keys), _DEL_BATCH):
+                self._r.delete(*keys[s : s + _DEL_BATCH])
+            self._r.zrem(garbage, version)
+
+    # -- model ---------------------------------------------------------------------------------
+    def put_model(self, frame: str, blob: BytesLike, *, version: str, config_hash: str, tiles: Sequence[BytesLike] = ()) -> None:
         check_frame(frame)
         data = check_blob(blob, "model blob")
+        parts = [check_blob(t, "model tile") for t in tiles]
+        tiles_id = new_version(len(parts)) if parts else ""
         with self._guard(f"put_model({frame})"):
-            self._register(frame)
-            # one HSET replaces every field at once, so readers never see a mixed model
-            self._r.hset(self.key(frame, "model"), mapping={"blob": data, "version": str(version), "config_hash": str(config_hash), "saved_at": utc_now()})
+            self.register_frame(frame)
+            if parts:
+                self._register(frame, "model", tiles_id)
+                for i, t in enumerate(parts):
+                    self._write_tile(frame, "model", tiles_id, i, t)
+            keys = [self.key(frame, n) for n in ("model", "model:versions", "model:garbage")]
+            keys += self._tile_keys(frame, "model", tiles_id) if parts else []
+            if self._model(keys=keys, args=[data, str(version), str(config_hash), utc_now(), tiles_id]) != 1:
+                raise TilesIncomplete(f"model tiles {tiles_id} of {frame} went missing while the model was written; retry")
+            self._collect(frame, "model")
 
     def get_model(self, frame: str) -> tuple[bytes, dict[str, str]] | None:
         with self._guard(f"get_model({frame})"):
             h = self._r.hgetall(self.key(frame, "model"))
         if b"blob" not in h:
             return None
-        return h.pop(b"blob"), {k.decode(): v.decode() for k, v in h.items()}
+        blob = h.pop(b"blob")
+        meta = {k.decode(): v.decode() for k, v in h.items()}
+        meta.setdefault("tiles", "")
+        return blob, meta
 
+    def get_model_tile(self, frame: str, tiles: str, i: int) -> bytes | None:
+        check_tile(tiles, i)
+        with self._guard(f"get_model_tile({frame}, {i})"):
+            return self._r.get(self._tile_key(frame, "model", tiles, i))
+
+    # -- state ---------------------------------------------------------------------------------
     def get_state(self, frame: str) -> tuple[bytes | None, str | None]:
         with self._guard(f"get_state({frame})"):
             # one MGET: a single command is atomic, so state and cursor are from the same commit
             state, cursor = self._r.mget([self.key(frame, "state"), self.key(frame, "cursor")])
         return state, None if cursor is None else cursor.decode()
 
-    def _apply_commit(self, frame: str, epoch: str, expected_cursor: str | None, data: Any, msgs: list[OutboxMessage], record: Any) -> bool:
-        keys = [self.key(frame, n) for n in ("cursor", "state", "applied", "outbox", "outbox:messages")]
-        args: list[Any] = [expected_cursor or "", epoch, data, record]
+    def begin_state(self, frame: str, n_tiles: int) -> str:
+        check_frame(frame)
+        version = new_version(n_tiles)
+        with self._guard(f"begin_state({frame})"):
+            self.register_frame(frame)
+            self._register(frame, "state", version)
+        return version
+
+    def put_state_tile(self, frame: str, version: str, i: int, blob: BytesLike) -> bool:
+        check_tile(version, i)
+        data = check_blob(blob, "state tile")
+        with self._guard(f"put_state_tile({frame}, {i})"):
+            return self._write_tile(frame, "state", version, i, data)
+
+    def get_state_tile(self, frame: str, version: str, i: int) -> bytes | None:
+        check_tile(version, i)
+        with self._guard(f"get_state_tile({frame}, {i})"):
+            return self._r.get(self._tile_key(frame, "state", version, i))
+
+    def discard_state(self, frame: str, version: str) -> None:
+        version_tiles(version)
+        keys = [self.key(frame, n) for n in ("state:versions", "state:garbage", "state:version")]
+        with self._guard(f"discard_state({frame})"):
+            if self._discard(keys=keys, args=[version]):
+                self._collect(frame, "state")
+
+    def _apply_commit(self, frame: str, epoch: str, expected_cursor: str | None, data: Any, msgs: list[OutboxMessage], record: Any,
+                      tiles: str | None) -> bool:
+        names = ("cursor", "state", "applied", "outbox", "outbox:messages", "state:versions", "state:garbage", "state:version")
+        keys = [self.key(frame, n) for n in names] + (self._tile_keys(frame, "state", tiles) if tiles else [])
+        args: list[Any] = [expected_cursor or "", epoch, data, record, tiles or ""]
         for m in msgs:
             args += [m.id, pack_message(m)]
         with self._guard(f"commit_epoch({frame}, {epoch})"):
-            self._register(frame)
-            ok = bool(self._commit(keys=keys, args=args))
-        if not ok:
-            log.info("frame %s: refused epoch %s, the cursor is not %s", frame, epoch, expected_cursor)
-        return ok
+            self.register_frame(frame)
+            code = int(self._commit(keys=keys, args=args))
+            if code == 1:
+                self._collect(frame, "state")
+        if code == -2:
+            raise TilesIncomplete(f"state version {tiles} of {frame} lacks tiles; write every tile before committing")
+        if code != 1:
+            log.info("frame %s: refused epoch %s (%s)", frame, epoch, "the cursor is not " + str(expected_cursor) if code == 0 else f"state version {tiles} was discarded")
+        return code == 1
 
     def applied_log(self, frame: str) -> list[dict[str, Any]]:
         with self._guard(f"applied_log({frame})"):
@@ -229,13 +285,23 @@ class RedisStateStore(StateStore):
             pipe.hdel(messages, *ids)
             pipe.execute()
 
-    def buffer_epoch(self, frame: str, epoch: str, blob: BytesLike) -> bool:
+    def buffer_epoch(self, frame: str, epoch: str, blob: BytesLike, tiles: Sequence[BytesLike] = ()) -> bool:
         check_frame(frame)
         check_epoch(epoch)
         data = check_blob(blob, "buffered event")
+        parts = [check_blob(t, "buffered tile") for t in tiles]
         with self._guard(f"buffer_epoch({frame}, {epoch})"):
-            self._register(frame)
+            if self._r.hexists(self.key(frame, "buffer"), epoch):
+                return False
+            self.register_frame(frame)
+            for i, t in enumerate(parts):  # the data first: the hash field makes the epoch visible
+                self._r.set(self.key(frame, f"buffer:tile:{epoch}:{i}"), t)
             return bool(self._r.hsetnx(self.key(frame, "buffer"), epoch, data))
+
+    def buffered_epoch_tile(self, frame: str, epoch: str, i: int) -> bytes | None:
+        check_epoch(epoch)
+        with self._guard(f"buffered_epoch_tile({frame}, {epoch}, {i})"):
+            return self._r.get(self.key(frame, f"buffer:tile:{epoch}:{i}"))
 
     def buffered_epochs(self, frame: str) -> list[tuple[str, bytes]]:
         with self._guard(f"buffered_epochs({frame})"):
@@ -258,6 +324,18 @@ class RedisStateStore(StateStore):
     def clear_buffer(self, frame: str) -> None:
         with self._guard(f"clear_buffer({frame})"):
             self._r.delete(self.key(frame, "buffer"))
+            self._delete_matching(self.key(frame, "buffer:tile:*"))
+
+    def _delete_matching(self, pattern: str) -> None:
+        """Delete every key matching ``pattern`` (SCAN: rare operations only, never per epoch)."""
+        batch: list[bytes] = []
+        for k in self._r.scan_iter(match=pattern, count=1000):
+            batch.append(k)
+            if len(batch) >= _DEL_BATCH:
+                self._r.delete(*batch)
+                batch = []
+        if batch:
+            self._r.delete(*batch)
 
     def _members(self) -> list[str]:
         return sorted(m.decode() for m in self._r.smembers(FRAMES_KEY))
@@ -271,11 +349,8 @@ class RedisStateStore(StateStore):
             counts = pipe.execute()
         return [n for n, c in zip(names, counts) if c]
 
-    def _frame_keys(self, frame: str) -> list[str]:
-        return [self.key(frame, n) for n in ("model", "state", "cursor", "applied", "outbox", "outbox:messages", "buffer")]
-
     def delete_frame(self, frame: str) -> None:
         check_frame(frame)
         with self._guard(f"delete_frame({frame})"):
-            self._r.delete(*self._frame_keys(frame))
+            self._delete_matching(self.key(frame, "*"))
             self._r.srem(FRAMES_KEY, frame)

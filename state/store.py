@@ -2,17 +2,22 @@
 
 Every frame has:
 
-- a **model** blob (:mod:`ladsdin.state.frame_model`) with ``version``, ``config_hash`` and
-  ``saved_at`` metadata;
-- a **state** blob (the pixels' recurrent state) and its **cursor**, the last applied epoch
-  ``YYYY-MM-DD``. They change together, atomically, in :meth:`StateStore.commit_epoch`, a
-  compare-and-set on the cursor: an epoch replayed by an at-least-once consumer finds the cursor
-  already moved and is refused, so it never applies twice (DESIGN.md §3);
+- a **model**: a small blob (the frame-level part: network, calendar, parameters) with
+  ``version``, ``config_hash`` and ``saved_at`` metadata, plus its per-pixel **tiles**;
+- a **state** and its **cursor**, the last applied epoch ``YYYY-MM-DD``. The state is a small
+  blob (a manifest) plus, for a tiled frame, one blob per tile under a *state version*. An
+  epoch commits in two steps: the new version's tiles are written first (invisible to
+  readers), then :meth:`StateStore.commit_epoch` flips the manifest and the cursor to them in
+  one compare-and-set on the cursor, and older versions are deleted after. A crash at any point
+  leaves the previous epoch whole; an epoch replayed by an at-least-once consumer finds the
+  cursor already moved and is refused, so it never applies twice (DESIGN.md §3);
 - an **applied log**, one JSON record per committed epoch, and an **outbox** of messages
   (alerts, summaries) committed in the same step and published later, then acknowledged;
-- a **buffer** of epoch events that arrived before they could be applied (no model yet).
+- a **buffer** of epoch events (a small blob each, plus its tiles) that arrived before they
+  could be applied (no model yet).
 
-Implementations: :class:`~ladsdin.state.memory.MemoryStateStore` (tests, notebooks) and
+Tiles keep every stored value small (a 512 x 512 tile of state is ~18 MB), whatever the frame's
+size. Implementations: :class:`~ladsdin.state.memory.MemoryStateStore` (tests, notebooks) and
 :class:`~ladsdin.state.redis_store.RedisStateStore` (production); both pass one test suite.
 """
 from __future__ import annotations
@@ -21,6 +26,7 @@ import datetime as dt
 import json
 import logging
 import re
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -137,6 +143,35 @@ def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+#: A tile version id: 16 hex digits, a dot, the number of tiles (so the store can name them all).
+VERSION_RE = re.compile(r"^[0-9a-f]{16}\.(\d{1,6})$")
+
+
+def new_version(n_tiles: int) -> str:
+    """A fresh tile-version id for ``n_tiles`` tiles."""
+    if not isinstance(n_tiles, int) or not 1 <= n_tiles <= 999_999:
+        raise ValueError(f"a tiled state or model needs 1..999999 tiles, got {n_tiles!r}")
+    return f"{uuid.uuid4().hex[:16]}.{n_tiles}"
+
+
+def version_tiles(version: str) -> int:
+    """The tile count of a version id; ValueError if it is not one."""
+    m = VERSION_RE.match(version) if isinstance(version, str) else None
+    if m is None:
+        raise ValueError(f"{version!r} is not a tile version id (from StateStore.begin_state)")
+    return int(m.group(1))
+
+
+def check_tile(version: str, i: int) -> None:
+    n = version_tiles(version)
+    if not isinstance(i, int) or not 0 <= i < n:
+        raise ValueError(f"tile {i!r} is not in 0..{n - 1} of version {version}")
+
+
+class TilesIncomplete(RuntimeError):
+    """A tiled commit named a version whose tiles were not all written (a caller bug)."""
+
+
 class StateStore(ABC):
     """Persistence of each frame's model, pixel state, cursor, applied log, outbox and buffer.
 
@@ -154,16 +189,40 @@ class StateStore(ABC):
         """Return if the store serves requests; raise :class:`StoreUnavailable` otherwise."""
 
     @abstractmethod
-    def put_model(self, frame: str, blob: bytes, *, version: str, config_hash: str) -> None:
-        """Store (replace) the frame's model blob; ``saved_at`` (UTC ISO 8601) is added."""
+    def put_model(self, frame: str, blob: bytes, *, version: str, config_hash: str, tiles: Sequence[bytes] = ()) -> None:
+        """Store (replace) the frame's model: its ``tiles`` first, then the blob that names them;
+        ``saved_at`` (UTC ISO 8601) is added and the previous model's tiles are deleted."""
 
     @abstractmethod
     def get_model(self, frame: str) -> tuple[bytes, dict[str, str]] | None:
-        """(blob, {"version", "config_hash", "saved_at"}), or None if the frame has no model."""
+        """(blob, {"version", "config_hash", "saved_at", "tiles"}), or None if the frame has no
+        model; ``tiles`` is the id to read the model's tiles with ("" for none)."""
+
+    @abstractmethod
+    def get_model_tile(self, frame: str, tiles: str, i: int) -> bytes | None:
+        """Tile ``i`` of the model tiles ``tiles`` (from :meth:`get_model`); None once replaced."""
 
     @abstractmethod
     def get_state(self, frame: str) -> tuple[bytes | None, str | None]:
         """(state blob, cursor = last applied epoch), read together; (None, None) if never committed."""
+
+    @abstractmethod
+    def begin_state(self, frame: str, n_tiles: int) -> str:
+        """Register a new state version of ``n_tiles`` tiles and return its id; its tiles are
+        written with :meth:`put_state_tile` and become the state at :meth:`commit_epoch`."""
+
+    @abstractmethod
+    def put_state_tile(self, frame: str, version: str, i: int, blob: bytes) -> bool:
+        """Write tile ``i`` of an uncommitted version; False (nothing written) if the version was
+        discarded because another writer committed first."""
+
+    @abstractmethod
+    def get_state_tile(self, frame: str, version: str, i: int) -> bytes | None:
+        """Tile ``i`` of a state version; None if that version is gone (superseded and deleted)."""
+
+    @abstractmethod
+    def discard_state(self, frame: str, version: str) -> None:
+        """Delete an uncommitted version's tiles (idempotent; a committed version is kept)."""
 
     def commit_epoch(
         self,
@@ -174,28 +233,37 @@ class StateStore(ABC):
         state: bytes,
         outbox: Sequence[OutboxMessage],
         applied: Mapping[str, Any] | None = None,
+        tiles: str | None = None,
     ) -> bool:
         """Atomically apply ``epoch`` if the stored cursor equals ``expected_cursor``.
 
-        On success the state is replaced, the cursor set to ``epoch``, ``{"epoch": epoch,
-        **applied}`` appended to the applied log and every outbox message added (a message whose
-        id is already pending is kept once), and True is returned. Otherwise nothing changes and
-        False is returned: another writer got there first, or the epoch is a replay (an
-        ``epoch`` not after ``expected_cursor`` is always refused). After a connection error the
-        outcome is unknown: re-read :meth:`get_state` (a retried commit that had in fact
-        succeeded returns False, and the cursor then equals ``epoch``).
+        On success the state blob is replaced (and, with ``tiles``, the state version becomes
+        ``tiles``), the cursor set to ``epoch``, ``{"epoch": epoch, **applied}`` appended to the
+        applied log and every outbox message added (a message whose id is already pending is
+        kept once), and True is returned; every other state version is then deleted. Otherwise
+        nothing changes and False is returned: another writer got there first (its commit also
+        discarded ``tiles``), or the epoch is a replay (an ``epoch`` not after
+        ``expected_cursor`` is always refused). After a connection error the outcome is
+        unknown: re-read :meth:`get_state` (a retried commit that had in fact succeeded returns
+        False, and the cursor then equals ``epoch``).
+
+        Raises:
+            TilesIncomplete: ``tiles`` is registered but some of its tiles were never written.
         """
         after = check_commit(frame, epoch, expected_cursor)
         data = check_blob(state, "state blob")
         msgs = check_outbox(outbox)
         record = applied_record(epoch, applied)
+        if tiles is not None:
+            version_tiles(tiles)
         if not after:
             log.info("frame %s: refused epoch %s, not after the expected cursor %s (replay)", frame, epoch, expected_cursor)
             return False
-        return self._apply_commit(frame, epoch, expected_cursor, data, msgs, record)
+        return self._apply_commit(frame, epoch, expected_cursor, data, msgs, record, tiles)
 
     @abstractmethod
-    def _apply_commit(self, frame: str, epoch: str, expected_cursor: str | None, data: Any, msgs: list[OutboxMessage], record: Any) -> bool:
+    def _apply_commit(self, frame: str, epoch: str, expected_cursor: str | None, data: Any, msgs: list[OutboxMessage], record: Any,
+                      tiles: str | None) -> bool:
         """The atomic compare-and-set of :meth:`commit_epoch`, on validated arguments."""
 
     @abstractmethod
@@ -224,16 +292,21 @@ class StateStore(ABC):
         """Drop published messages from the outbox; unknown ids are ignored (idempotent)."""
 
     @abstractmethod
-    def buffer_epoch(self, frame: str, epoch: str, blob: bytes) -> bool:
-        """Keep an epoch's event until it can be applied; False (and no change) if already buffered."""
+    def buffer_epoch(self, frame: str, epoch: str, blob: bytes, tiles: Sequence[bytes] = ()) -> bool:
+        """Keep an epoch's event (a small blob, plus its data in ``tiles``) until it can be
+        applied; False (and no change) if already buffered. The tiles are written first."""
+
+    @abstractmethod
+    def buffered_epoch_tile(self, frame: str, epoch: str, i: int) -> bytes | None:
+        """Tile ``i`` of a buffered epoch, or None."""
 
     @abstractmethod
     def buffered_epochs(self, frame: str) -> list[tuple[str, bytes]]:
-        """Buffered (epoch, blob) pairs sorted by epoch."""
+        """Buffered (epoch, blob) pairs sorted by epoch (the small blobs; tiles apart)."""
 
     @abstractmethod
     def clear_buffer(self, frame: str) -> None:
-        """Forget every buffered epoch of the frame."""
+        """Forget every buffered epoch of the frame, tiles included."""
 
     @abstractmethod
     def frames(self) -> list[str]:

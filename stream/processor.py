@@ -3,22 +3,26 @@
 Synchronous and testable without Kafka: the async worker only awaits it in an executor. A
 frame's life:
 
-1. **New frame.** Epochs are validated and buffered durably in the state store until
-   ``min_history_epochs`` have arrived. The frame's model then bootstraps exactly as
-   ``ladsdin detect`` trains (``models.batch.bootstrap_frame``), and the model, the warm
-   pixel state and the cursor (the last buffered epoch) are saved.
-2. **Known frame.** Load the model (cached by version) and the state with its cursor, score the
-   epoch (``models.detector.score_epoch``), and commit the new state, the cursor, an
-   applied-log record and the outgoing alerts and summary (the outbox) in one atomic
-   compare-and-set. A replay of an applied epoch is a no-op; an older epoch is rejected as
-   ``out_of_order``; a gap is stepped through as in ``detect --gap-fill native``.
+1. **New frame.** Epochs are validated and buffered durably in the state store, downsampled
+   (``LADSDIN_DOWNSAMPLE``) and cut into tiles, until ``min_history_epochs`` have arrived. The
+   frame's model then bootstraps tile by tile exactly as ``ladsdin detect`` trains
+   (:mod:`ladsdin.stream.frames`), and the model, the warm pixel state and the cursor (the last
+   buffered epoch) are saved.
+2. **Known frame.** Load the model (cached by version) and the state manifest with its cursor,
+   score the epoch tile by tile (:func:`ladsdin.models.scoring.score_epoch`: the next tile's
+   state loads while one is scored, and each new tile is written to a new state version while
+   the next one advances), then commit the new version, the cursor, an applied-log record and
+   the outgoing alerts and summary (the outbox) in one atomic compare-and-set. A replay of an
+   applied epoch is a no-op; an older epoch is rejected as ``out_of_order``; a gap is stepped
+   through as in ``detect --gap-fill native``.
 
 Bad events never change state: they come back as a DLQ message with a machine-readable reason.
 Infrastructure failures (the store is down) raise, so the worker restarts and loses nothing.
 
 Every stage is timed into a :class:`~ladsdin.stream.metrics.MetricsRecorder` (a no-op unless
 the worker passes a Prometheus one): fetch, model_load, state_load, predict, cluster and
-state_write here, publish in the outbox.
+state_write here, publish in the outbox. With tiles, state_load and state_write are the time
+spent *waiting* for the store beyond what overlapped with computing.
 """
 from __future__ import annotations
 
@@ -32,14 +36,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from ladsdin.models.batch import DetectConfig, FrameModel, bootstrap_frame
-from ladsdin.models.frame import frame_pixel_area, prepare_frame
-from ladsdin.models.cube import SIGN, UNITS
-from ladsdin.models.detector import score_epoch
 from ladsdin.models.alerts import object_feature
-from ladsdin.state.codec import decode_arrays, encode_arrays, read_header
-from ladsdin.state.frame_model import decode_model, decode_state, encode_model, encode_state
+from ladsdin.models.config import DetectConfig
+from ladsdin.models.cube import SIGN, UNITS
+from ladsdin.models.forecaster import PixelState
+from ladsdin.models.scoring import score_epoch
+from ladsdin.models.training import TrainConfig
+from ladsdin.state.codec import read_header
+from ladsdin.state.frame_model import decode_state, decode_state_manifest, encode_state, encode_state_manifest
 from ladsdin.state.store import OutboxMessage, StateStore
+from ladsdin.stream.frames import LoadedModel, bootstrap_from_buffer, buffer_epoch, load_model
 from ladsdin.stream.contracts import EventError
 from ladsdin.stream.dlq import dlq_record
 from ladsdin.stream.events import parse_epoch_event
@@ -63,11 +69,15 @@ class Outcome:
     seconds: float = 0.0
 
 
-def grid_coords(grid: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel-centre lat (n_lat,) and lon (n_lon,) of an event's grid description."""
-    lat = grid["lat0"] + grid["dlat"] * np.arange(grid["n_lat"])
-    lon = grid["lon0"] + grid["dlon"] * np.arange(grid["n_lon"])
-    return lat.astype(np.float64), lon.astype(np.float64)
+class _StateMoved(Exception):
+    """The frame's state changed under this worker while it scored (another worker committed)."""
+
+
+def detect_config(settings: Settings) -> DetectConfig:
+    """The detector the stream runs, from the settings (``LADSDIN_NM`` ... ``LADSDIN_TRAIN_PIXELS``)."""
+    return DetectConfig(nm=settings.nm, seismic_area_km2=settings.seismic_area_km2, downsample=settings.downsample,
+                        tile=settings.state_tile, train=TrainConfig(train_pixels=settings.train_pixels,
+                                                                    calibration_pixels=settings.calibration_pixels))
 
 
 class EpochProcessor:
@@ -78,10 +88,10 @@ class EpochProcessor:
         self.store = store
         self.settings = settings
         self.device = device
-        self.cfg = cfg or DetectConfig(nm=settings.nm, seismic_area_km2=settings.seismic_area_km2)
+        self.cfg = cfg or detect_config(settings)
         self.metrics = metrics or MetricsRecorder()
         self.roots = [Path(settings.data_root).resolve(), *(Path(r.removeprefix("file://")).resolve() for r in settings.allowed_uri_roots)]
-        self._models: dict[str, tuple[str, FrameModel]] = {}
+        self._models: dict[str, LoadedModel] = {}
         self._buffering: set[str] = set()  # frames seen here that have no model yet
 
     # -- entry point -----------------------------------------------------------------------
@@ -112,26 +122,23 @@ class EpochProcessor:
         return out
 
     # -- known frames ----------------------------------------------------------------------
-    def _model(self, frame: str) -> FrameModel | None:
-        # Only the version travels per event; the (large) model blob only when it changed.
+    def _model(self, frame: str) -> LoadedModel | None:
+        # Only the version travels per event; the (large, tiled) model only when it changed.
         version = self.store.model_version(frame)
         if version is None:
             return None
         cached = self._models.get(frame)
-        if cached is None or cached[0] != version:
-            got = self.store.get_model(frame)
-            if got is None:
+        if cached is None or cached.version != version:
+            loaded = load_model(self.store, frame, self.device)
+            if loaded is None:
                 return None
-            blob, meta = got
-            fc, grid, params, info = decode_model(blob, self.device)
-            version = meta.get("version", version)
-            self._models[frame] = (version, FrameModel(fc, grid, params, version, float(info.get("pixel_area_km2", 0.0))))
+            self._models[frame] = loaded
             self._track()
-        return self._models[frame][1]
+        return self._models[frame]
 
-    def _score(self, event: dict[str, Any], model: FrameModel) -> Outcome:
+    def _score(self, event: dict[str, Any], loaded: LoadedModel) -> Outcome:
         frame, epoch = event["frame"], event["epoch"]
-        m = self.metrics
+        m, model = self.metrics, loaded.model
         t_load = time.perf_counter()
         blob, cursor = self.store.get_state(frame)
         if blob is None:  # crashed between saving the model and its first state: bootstrap again
@@ -139,21 +146,49 @@ class EpochProcessor:
             return self._buffer(event)
         if cursor is not None and epoch <= cursor:
             return self._replayed(event, cursor)
-        fc, grid = model.forecaster, model.grid
-        state = decode_state(blob, self.device)
-        m.observe_stage("state_load", time.perf_counter() - t_load)
-        slot = fc.calendar.slot_of(np.datetime64(epoch))
-        if slot <= state.slot:
-            raise EventError("out_of_order", f"epoch {epoch} falls in calendar slot {slot}, not after the last applied slot {state.slot} ({cursor})")
-        expected = {"n_lat": grid.lat.size, "n_lon": grid.lon.size}
+        current = decode_state_manifest(blob)
+        manifest_s = time.perf_counter() - t_load
+        slot = model.forecaster.calendar.slot_of(np.datetime64(epoch))
+        if slot <= current["slot"]:
+            raise EventError("out_of_order", f"epoch {epoch} falls in calendar slot {slot}, not after the last applied slot {current['slot']} ({cursor})")
+        expected = {k: loaded.event_grid[k] for k in ("n_lat", "n_lon", "lat0", "lon0", "dlat", "dlon")}
         with m.stage("fetch"):
             obs = load_epoch_data(event, self.roots, expected)
-        score, new_state = score_epoch(fc, state, obs, slot, epoch, grid, model.params)
+        t = loaded.downsample
+        obs = obs[::t, ::t] if t > 1 else obs
+        n = model.tiling.n_tiles
+        version = self.store.begin_state(frame, n)
+        state_bytes = 0
+
+        def load(i: int) -> PixelState:
+            tile = self.store.get_state_tile(frame, current["version"], i)
+            if tile is None:
+                raise _StateMoved(f"tile {i} of state version {current['version']} is gone")
+            return decode_state(tile, self.device)
+
+        def save(i: int, st: PixelState) -> None:
+            nonlocal state_bytes
+            tile = encode_state(st)
+            state_bytes += len(tile)
+            if not self.store.put_state_tile(frame, version, i, tile):
+                raise _StateMoved(f"state version {version} was discarded")
+
+        try:
+            score = score_epoch(model, load, save, obs, slot, epoch)
+        except _StateMoved as exc:
+            # Another worker applied something first: what we computed is stale, publish nothing.
+            log.info("frame %s epoch %s: the state moved under us (%s), not applied", frame, epoch, exc)
+            self.store.discard_state(frame, version)
+            return Outcome("duplicate", frame, epoch)
+        except BaseException:
+            self._discard_quietly(frame, version)
+            raise
+        m.observe_stage("state_load", manifest_s + score.stage_seconds["state_load"])
         m.observe_stage("predict", score.stage_seconds["predict"])
         t_feats = time.perf_counter()
         feats = [
-            object_feature(obj, lat=grid.lat, lon=grid.lon, frame=frame, track=event["track"], epoch=epoch, nm=model.params.nm,
-                           n_a=model.params.n_a, model_version=model.model_version,
+            object_feature(obj, lat=model.grid.lat, lon=model.grid.lon, frame=frame, track=event["track"], epoch=epoch, nm=model.params.nm,
+                           n_a=model.params.n_a, model_version=loaded.version,
                            extra={"gap_steps": score.horizon_max - 1, "event_id": event["event_id"]})
             for obj in score.objects
         ]
@@ -176,24 +211,34 @@ class EpochProcessor:
             "common_mode_mm": round(score.common_mode_mm, 3),
             "latency_s": latency_s,
             "produced_at": _now_iso(),
-            "model_version": model.model_version,
+            "model_version": loaded.version,
             "units": UNITS,
             "sign": SIGN,
         }
         msgs.append(OutboxMessage(f"{frame}:{epoch}:summary", self.settings.summaries_topic, frame, json.dumps(summary).encode()))
         applied = {"event_id": event["event_id"], "slot": slot, "c_k": score.n_anomalous, "alerts": [f["id"] for f in feats]}
-        with m.stage("state_write"):
-            state_blob = encode_state(new_state)
-            committed = self.store.commit_epoch(frame, epoch=epoch, expected_cursor=cursor, state=state_blob, outbox=msgs, applied=applied)
+        t_commit = time.perf_counter()
+        committed = self.store.commit_epoch(frame, epoch=epoch, expected_cursor=cursor, state=encode_state_manifest(version, n, slot),
+                                            outbox=msgs, applied=applied, tiles=version)
+        m.observe_stage("state_write", score.stage_seconds["state_write"] + time.perf_counter() - t_commit)
         if not committed:
             # Another worker applied something first: what we computed is stale, publish nothing.
             log.info("frame %s epoch %s: cursor moved under us, not applied", frame, epoch)
+            self.store.discard_state(frame, version)
             return Outcome("duplicate", frame, epoch)
+        loaded.state_bytes = state_bytes
         m.scored(frame, epoch=epoch, c_k=score.n_anomalous, n_a=model.params.n_a, n_valid=score.n_valid, largest_px=score.largest_object,
-                 pixel_area_km2=model.pixel_area_km2, n_alerts=len(feats), latency_s=latency_s, state_bytes=len(state_blob))
+                 pixel_area_km2=model.pixel_area_km2, n_alerts=len(feats), latency_s=latency_s, state_bytes=state_bytes)
         if feats:
             log.info("frame %s epoch %s: %d alert(s), C_k=%d >= N_a=%d", frame, epoch, len(feats), score.n_anomalous, model.params.n_a)
         return Outcome("scored", frame, epoch, None, msgs, n_alerts=len(feats))
+
+    def _discard_quietly(self, frame: str, version: str) -> None:
+        """Best effort after a failure: an orphan version is collected at the next commit anyway."""
+        try:
+            self.store.discard_state(frame, version)
+        except Exception:  # noqa: BLE001 - the original failure is what matters
+            log.debug("frame %s: could not discard state version %s", frame, version, exc_info=True)
 
     def _replayed(self, event: dict[str, Any], cursor: str) -> Outcome:
         frame, epoch = event["frame"], event["epoch"]
@@ -222,8 +267,7 @@ class EpochProcessor:
                 raise EventError("grid_mismatch", f"grid {event['grid']} differs from the frame's grid {first_grid}")
         with self.metrics.stage("fetch"):
             data = load_epoch_data(event, self.roots, None)
-        blob = encode_arrays({"displacement": np.ascontiguousarray(data, np.float32)}, {"grid": event["grid"], "track": event["track"], "event_id": event["event_id"]})
-        self.store.buffer_epoch(frame, epoch, blob)
+        buffer_epoch(self.store, frame, epoch, event, data, self.cfg)
         if len(known) + 1 < self.settings.min_history_epochs:
             self._buffering.add(frame)
             self.metrics.buffered(frame, len(known) + 1)
@@ -235,32 +279,16 @@ class EpochProcessor:
     def _track(self) -> None:
         self.metrics.frames_tracked(len(self._buffering - self._models.keys()), len(self._models))
 
-    def bootstrap(self, frame: str) -> FrameModel:
-        """Train a frame's model on its buffered epochs and save model, state and cursor."""
-        buffered = self.store.buffered_epochs(frame)
-        epochs = [e for e, _ in buffered]
-        decoded = [decode_arrays(b) for _, b in buffered]
-        meta = decoded[-1][1]
-        lat, lon = grid_coords(meta["grid"])
-        d = np.stack([a["displacement"] for a, _ in decoded]).astype(np.float32)
-        # every buffered epoch trains: the model's calendar ends at the last one
-        prep = prepare_frame(np.array(epochs, dtype="datetime64[D]"), lat, lon, self.cfg, n_train=len(epochs))  # all kept
-        grid, y = prep.training(prep.sample(d[prep.keep]), None, self.cfg)
-        a_p = frame_pixel_area(lat, abs(meta["grid"]["dlat"]), abs(meta["grid"]["dlon"]))
-        t0 = time.perf_counter()
-        model, state = bootstrap_frame(y, grid, prep.train_calendar, a_p, self.cfg, self.device)
-        seconds = time.perf_counter() - t0
-        log.info("frame %s: bootstrapped on %d epochs (%s..%s), %d pixels, in %.1f s", frame, len(epochs), epochs[0], epochs[-1], grid.index.size, seconds)
-        self.store.put_model(frame, encode_model(model.forecaster, grid, model.params, {"pixel_area_km2": a_p, "track": meta["track"]}),
-                             version=model.model_version, config_hash=self.cfg.digest())
-        self.store.commit_epoch(frame, epoch=epochs[-1], expected_cursor=None, state=encode_state(state), outbox=[],
-                                applied={"event_id": meta["event_id"], "bootstrap": True, "n_epochs": len(epochs)})
-        self.store.clear_buffer(frame)
-        self._models[frame] = (model.model_version, model)
+    def bootstrap(self, frame: str) -> LoadedModel:
+        """Train a frame's model on its buffered epochs, tile by tile, and save model, state and cursor."""
+        loaded, facts = bootstrap_from_buffer(self.store, frame, self.cfg, self.device)
+        log.info("frame %s: bootstrapped on %d epochs (%s..%s), %d pixels in %d tile(s), in %.1f s", frame, facts["epochs"],
+                 facts["first"], facts["last"], facts["pixels"], facts["tiles"], facts["seconds"])
+        self._models[frame] = loaded
         self._buffering.discard(frame)
-        self.metrics.bootstrapped(frame, seconds)
+        self.metrics.bootstrapped(frame, facts["seconds"])
         self._track()
-        return model
+        return loaded
 
 
 def _now_iso() -> str:

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     min_history_epochs: int = Field(40, ge=12, description="epochs a new frame buffers before its model bootstraps")
     nm: float = Field(6.0, gt=0, description="N_m (eq. 4)")
     seismic_area_km2: float = Field(600.0, gt=0, description="A_s (eq. 5)")
+    downsample: int = Field(1, ge=1, le=100, description="the paper's t: model every t-th row and column (N_a = A_s / (A_p t^2)); 1 = full resolution")
+    state_tile: int = Field(512, ge=8, le=4096, description="tile edge in pixels of a frame's stored state, model and buffered epochs (bounds worker memory and every Redis value)")
+    train_pixels: int = Field(20_000, ge=100, description="the seeded sample of pixels the shared network is trained on")
+    calibration_pixels: int = Field(100_000, ge=1_000, description="the seeded sample behind the common mode, sigma calibration and gap factors at bootstrap")
 
     # ingest (``ladsdin ingest``): LiCSAR interferograms -> epoch events
     ingest_state_dir: Path | None = Field(None, description="where ingest keeps its ledger and inversion checkpoint; default <data_root>/<frame>/.ingest")

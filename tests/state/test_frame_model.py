@@ -1,4 +1,5 @@
-"""A fitted frame model and its pixel state survive the codec bit for bit (shared and per-pixel)."""
+"""A fitted, tiled frame model and its per-tile pixel state survive the codec bit for bit (shared and
+per-pixel), and the lean state holds what scoring needs and no more."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,14 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from ladsdin.models.cleaning import Calendar
-from ladsdin.models.detector import PixelGrid, ScoreParams, score_epoch
-from ladsdin.models.forecaster import fit_forecaster
+from ladsdin.models.config import DetectConfig
+from ladsdin.models.frame import bootstrap_frame, prepare_frame
+from ladsdin.models.scoring import score_in_memory
 from ladsdin.models.training import TrainConfig
+from ladsdin.models.windows import CubeWindows
 from ladsdin.state.codec import StateFormatError, decode_arrays, encode_arrays, read_header
-from ladsdin.state.frame_model import check_state_fits, decode_model, decode_state, encode_model, encode_state
+from ladsdin.state.frame_model import (check_state_fits, decode_model, decode_state, decode_state_manifest, encode_model,
+                                       encode_state, encode_state_manifest)
 
-from ..models.synthetic import small_cube
+from tests.models.synthetic import small_cube
 
 CPU = torch.device("cpu")
 N_TRAIN = 40
@@ -22,17 +25,20 @@ N_TRAIN = 40
 
 @pytest.fixture(scope="module", params=["shared", "per-pixel"])
 def fitted(request):
-    cube = small_cube(n_t=50, ny=10, nx=9, noise=4.0, step_at=46, step_mm=60.0, seed=7)
-    d = cube["displacement"].values.reshape(50, -1)
-    keep = np.ones(d.shape[1], bool)
-    keep[[0, 5, 17]] = False  # a few unmodelled pixels, so grid.index is not just arange
-    index = np.flatnonzero(keep)
-    cal = Calendar(np.datetime64("2019-01-05"), 12, N_TRAIN)
+    cube = small_cube(n_t=50, ny=12, nx=10, noise=4.0, step_at=46, step_mm=60.0, seed=7)
+    d = cube["displacement"].values
+    d[:, 0, 0] = d[:, 1, 5] = np.nan  # a few unmodelled pixels, so the tiles' indices are not ranges
+    d[np.arange(50) % 3 != 0, 4, 4] = np.nan  # observed in a third of the epochs: not modelled either
+    cfg = DetectConfig(nm=5.0, seismic_area_km2=0.04, connectivity=8, common_mode="plane", tile=5, train_fraction=0.8,
+                       train=TrainConfig(kind=request.param, max_passes=3))
+    prep = prepare_frame(cube["time"].values, cube["lat"].values, cube["lon"].values, cfg)
+    windows, tiling = CubeWindows(cube, prep), prep.tiling(cfg)
+    states = [None] * tiling.n_tiles
     torch.manual_seed(0)
-    fc, state = fit_forecaster(d[:N_TRAIN, index], cal, TrainConfig(kind=request.param, max_passes=3), CPU, nm=5.0)
-    grid = PixelGrid(cube["lat"].values, cube["lon"].values, index)
-    params = ScoreParams(nm=5.0, n_a=4, connectivity=8, common_mode="plane", reanchor=True)
-    return cube, fc, state, grid, params
+    model = bootstrap_frame(lambda i: prep.tile_training(windows.training(*tiling.window(i)), None, tiling, i, cfg), tiling,
+                            prep.lat, prep.lon, prep.train_calendar, 0.01, cfg, CPU, states.__setitem__)
+    model.forecaster.calendar = prep.calendar
+    return cube, model, states
 
 
 def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -40,7 +46,7 @@ def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def _same_state(a, b) -> bool:
-    return a.slot == b.slot and all(_same_tensor(getattr(a, n), getattr(b, n)) for n in ("h", "c", "pred", "since_obs", "offset"))
+    return a.slot == b.slot and all(_same_tensor(getattr(a, n), getattr(b, n)) for n in ("h", "c", "since_obs", "offset"))
 
 
 def _same_array(a, b) -> bool:
@@ -58,108 +64,132 @@ def _same_value(a, b) -> bool:
     return a == b
 
 
+def test_the_fixture_is_tiled_with_unmodelled_pixels(fitted):
+    _, model, _ = fitted
+    want = 6 if model.forecaster.net.kind == "shared" else 1  # a per-pixel model is one tile
+    assert model.tiling.n_tiles == want and len(model.tiles) == want
+    assert model.n_pixels == 12 * 10 - 3 and model.params.common_mode == "plane"
+
+
 def test_model_round_trip_restores_every_part(fitted):
-    _, fc, _, grid, params = fitted
-    blob = encode_model(fc, grid, params, info={"frame": "128A_05210_131313", "train_epochs": N_TRAIN})
-    fc2, grid2, params2, meta = decode_model(blob, CPU)
+    _, model, _ = fitted
+    manifest, tiles = encode_model(model, info={"frame": "128A_05210_131313", "train_epochs": N_TRAIN})
+    assert len(tiles) == model.tiling.n_tiles
+    model2, meta = decode_model(manifest, tiles, CPU)
+    fc, fc2 = model.forecaster, model2.forecaster
     assert type(fc2.net) is type(fc.net) and fc2.net.kind == fc.net.kind
     sd, sd2 = fc.net.state_dict(), fc2.net.state_dict()
     assert list(sd) == list(sd2) and all(_same_tensor(sd[k], sd2[k]) for k in sd)
-    for name in ("coef", "scale", "sigma", "gap_factor"):
-        assert _same_array(getattr(fc, name), getattr(fc2, name)), name
-        assert getattr(fc2, name).flags.writeable  # owned copies, not views into the blob
+    assert _same_array(fc.gap_factor, fc2.gap_factor)
+    for t, t2 in zip(model.tiles, model2.tiles):
+        for name in ("index", "coef", "scale", "sigma"):
+            assert _same_array(getattr(t, name), getattr(t2, name)), name
+            assert getattr(t2, name).flags.writeable  # owned copies, not views into the blob
     assert fc2.calendar == fc.calendar and fc2.device == CPU
     assert fc2.report == fc.report and fc2.report["kind"] == fc.net.kind
-    assert all(_same_array(getattr(grid, n), getattr(grid2, n)) for n in ("lat", "lon", "index"))
-    assert params2 == params
+    assert all(_same_array(getattr(model.grid, n), getattr(model2.grid, n)) for n in ("lat", "lon", "index"))
+    assert model2.params == model.params and model2.tiling == model.tiling
     assert meta["frame"] == "128A_05210_131313" and meta["train_epochs"] == N_TRAIN
-    assert meta["model_version"] == meta["content_hash"] and len(meta["model_version"]) == 16 and len(meta["config_hash"]) == 16
-    header = read_header(blob)[0]
-    assert header["network"] == {"kind": fc.net.kind, "layers": fc.net.layers, "hidden": fc.net.hidden, "n_pixels": fc.n_pixels}
-    assert header["calendar"] == {"start": "2019-01-05", "step_days": 12, "n_slots": N_TRAIN}
-    named = decode_model(encode_model(fc, grid, params, info={"model_version": "ladsdin-1/shared"}), CPU)[3]
+    assert len(meta["content_hash"]) == 16 and len(meta["config_hash"]) == 16
+    assert meta["model_version"] == model.model_version == model2.model_version
+    header = read_header(manifest)[0]
+    assert header["network"] == {"kind": fc.net.kind, "layers": fc.net.layers, "hidden": fc.net.hidden, "n_pixels": model.n_pixels}
+    assert header["tile_pixels"] == [t.n_pixels for t in model.tiles]
+    named = decode_model(encode_model(model, info={"model_version": "ladsdin-1/shared"})[0], tiles, CPU)[1]
     assert named["model_version"] == "ladsdin-1/shared" and named["content_hash"] == meta["content_hash"]
 
 
 def test_decoded_model_and_state_score_bit_identically(fitted):
-    cube, fc, state, grid, params = fitted
-    fc2, grid2, params2, _ = decode_model(encode_model(fc, grid, params), CPU)
-    state2 = decode_state(encode_state(state), CPU)
-    assert _same_state(state, state2)
-    p, m = fc.predict(state)
-    p2, m2 = fc2.predict(state2)
-    assert _same_tensor(p, p2) and _same_tensor(m, m2)
+    cube, model, states = fitted
+    model2, _ = decode_model(*encode_model(model), CPU)
+    states, states2 = list(states), [decode_state(encode_state(s), CPU) for s in states]
+    assert all(_same_state(a, b) for a, b in zip(states, states2))
     d = cube["displacement"].values
     n_alerts = 0
-    # slots 40, 41 missing (a gap forecast), then 42..49 with a step at 46; the state goes
+    # the first scored slots come after a gap (a gap forecast), then the step at 46; the states go
     # through the codec after every epoch, as the stream does between events
-    for slot in range(42, 50):
-        date = str(fc.calendar.date(slot))
-        s1, state = score_epoch(fc, state, d[slot], slot, date, grid, params)
-        s2, state2 = score_epoch(fc2, state2, d[slot], slot, date, grid2, params2)
+    for slot in range(int(states[0].slot) + 2, 50):
+        date = str(model.forecaster.calendar.date(slot))
+        s1 = score_in_memory(model, states, d[slot], slot, date)
+        s2 = score_in_memory(model2, states2, d[slot], slot, date)
         for f in dataclasses.fields(s1):
             if f.name not in ("seconds", "stage_seconds"):  # wall times
                 assert _same_value(getattr(s1, f.name), getattr(s2, f.name)), (slot, f.name)
-        assert _same_state(state, state2)
-        state2 = decode_state(encode_state(state2), CPU)
+        assert all(_same_state(a, b) for a, b in zip(states, states2))
+        states2 = [decode_state(encode_state(s), CPU) for s in states2]
         n_alerts += bool(s1.objects)
     assert n_alerts >= 1  # the step was scored, so the comparison covered re-anchoring too
 
 
 def test_model_version_identifies_the_fitted_model(fitted):
-    _, fc, _, grid, params = fitted
-    _, _, _, m1 = decode_model(encode_model(fc, grid, params), CPU)
-    _, _, _, m2 = decode_model(encode_model(fc, grid, params), CPU)
-    assert m1["model_version"] == m2["model_version"] and m1["config_hash"] == m2["config_hash"]
-    other = dataclasses.replace(fc, sigma=fc.sigma * 1.01)
-    _, _, _, m3 = decode_model(encode_model(other, grid, params), CPU)
-    assert m3["model_version"] != m1["model_version"] and m3["config_hash"] == m1["config_hash"]
-    _, _, _, m4 = decode_model(encode_model(fc, grid, dataclasses.replace(params, nm=6.0)), CPU)
+    _, model, _ = fitted
+    m1 = decode_model(*encode_model(model), CPU)[1]
+    m2 = decode_model(*encode_model(model), CPU)[1]
+    assert m1["content_hash"] == m2["content_hash"] and m1["config_hash"] == m2["config_hash"]
+    tiles = [dataclasses.replace(t, sigma=t.sigma * 1.01) for t in model.tiles]
+    m3 = decode_model(*encode_model(dataclasses.replace(model, tiles=tiles)), CPU)[1]
+    assert m3["content_hash"] != m1["content_hash"] and m3["config_hash"] == m1["config_hash"]
+    m4 = decode_model(*encode_model(dataclasses.replace(model, params=dataclasses.replace(model.params, nm=6.0))), CPU)[1]
     assert m4["config_hash"] != m1["config_hash"]
 
 
-def test_state_round_trip_keeps_dtypes_and_slot(fitted):
-    _, fc, state, _, _ = fitted
-    s2 = decode_state(encode_state(state), CPU)
-    assert s2.slot == N_TRAIN - 1 and s2.since_obs.dtype == torch.int32 and s2.h.dtype == torch.float32
+def test_the_state_is_lean_and_round_trips(fitted):
+    _, model, states = fitted
+    blob = encode_state(states[0])
+    s2 = decode_state(blob, CPU)
+    assert s2.slot == states[0].slot and s2.since_obs.dtype == torch.int32 and s2.h.dtype == torch.float16
+    net = model.forecaster.net
+    p = model.tiles[0].n_pixels
+    lean = 4 * net.layers * net.hidden + 1 + 4  # h and c in float16, since_obs uint8, offset float32
+    assert len(blob) <= p * lean + 1024  # plus the codec header
     s2.offset += 1.0  # decoded tensors own writable memory
-    assert not torch.equal(s2.offset, state.offset)
-    check_state_fits(fc, s2)
-    small = dataclasses.replace(state, h=state.h[:, :5], c=state.c[:, :5])
+    assert not torch.equal(s2.offset, states[0].offset)
+    check_state_fits(model, 0, s2)
     with pytest.raises(ValueError, match="another model"):
-        check_state_fits(fc, small)
+        check_state_fits(model, 0, dataclasses.replace(s2, h=s2.h[:, :1], c=s2.c[:, :1]))
+    far = dataclasses.replace(s2, since_obs=torch.full_like(s2.since_obs, 1000))
+    assert int(decode_state(encode_state(far), CPU).since_obs.max()) == 255  # saturates: beyond MAX_GAP all alike
+    m = decode_state_manifest(encode_state_manifest("0123456789abcdef.9", 9, 41))
+    assert m == {"version": "0123456789abcdef.9", "tiles": 9, "slot": 41}
 
 
 def test_swapped_or_corrupt_blobs_are_refused(fitted):
-    _, fc, state, grid, params = fitted
-    model, st = encode_model(fc, grid, params), encode_state(state)
+    _, model, states = fitted
+    manifest, tiles = encode_model(model)
+    st = encode_state(states[0])
     with pytest.raises(StateFormatError, match="swapped"):
-        decode_model(st, CPU)
+        decode_model(st, tiles, CPU)
     with pytest.raises(StateFormatError, match="swapped"):
-        decode_state(model, CPU)
-    arrays, meta = decode_arrays(model)
+        decode_state(manifest, CPU)
+    with pytest.raises(StateFormatError, match="swapped"):
+        decode_state_manifest(st)
+    with pytest.raises(StateFormatError, match="tiles"):
+        decode_model(manifest, tiles[:-1], CPU)
+    arrays, meta = decode_arrays(tiles[-1])
     no_sigma = encode_arrays({k: v for k, v in arrays.items() if k != "sigma"}, meta)
     with pytest.raises(StateFormatError, match=r"lacks arrays \['sigma'\]"):
-        decode_model(no_sigma, CPU)
-    wrong_net = encode_arrays(arrays, {**meta, "network": {**meta["network"], "hidden": meta["network"]["hidden"] + 1}})
+        decode_model(manifest, [*tiles[:-1], no_sigma], CPU)
+    if len(tiles) > 1:
+        with pytest.raises(StateFormatError, match="mixed up"):
+            decode_model(manifest, [tiles[1], tiles[0], *tiles[2:]], CPU)
+    arrays_m, meta_m = decode_arrays(manifest)
+    wrong_net = encode_arrays(arrays_m, {**meta_m, "network": {**meta_m["network"], "hidden": meta_m["network"]["hidden"] + 1}})
     with pytest.raises(StateFormatError, match="valid network"):
-        decode_model(wrong_net, CPU)
+        decode_model(wrong_net, tiles, CPU)
     arrays_s, meta_s = decode_arrays(st)
-    short = encode_arrays({**arrays_s, "pred": arrays_s["pred"][:-1]}, meta_s)
+    short = encode_arrays({**arrays_s, "offset": arrays_s["offset"][:-1]}, meta_s)
     with pytest.raises(StateFormatError, match="inconsistent shapes"):
         decode_state(short, CPU)
-    with pytest.raises(ValueError, match="grid has"):
-        encode_model(fc, PixelGrid(grid.lat, grid.lon, grid.index[:-1]), params)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_decode_onto_cuda_matches_cpu(fitted):
-    _, fc, state, grid, params = fitted
+    _, model, states = fitted
     cuda = torch.device("cuda")
-    fc2, _, _, _ = decode_model(encode_model(fc, grid, params), cuda)
-    state2 = decode_state(encode_state(state), cuda)
-    assert state2.h.device.type == "cuda" and next(fc2.net.parameters()).device.type == "cuda"
-    assert _same_state(state, decode_state(encode_state(state2), CPU))
-    p, _ = fc.predict(state)
-    p2, _ = fc2.predict(state2)
+    model2, _ = decode_model(*encode_model(model), cuda)
+    state2 = decode_state(encode_state(states[0]), cuda)
+    assert state2.h.device.type == "cuda" and next(model2.forecaster.net.parameters()).device.type == "cuda"
+    assert _same_state(states[0], decode_state(encode_state(state2), CPU))
+    p, _ = model.tile_forecaster(0).predict(states[0])
+    p2, _ = model2.tile_forecaster(0).predict(state2)
     torch.testing.assert_close(p2.cpu(), p, rtol=1e-5, atol=1e-4)  # different kernels: close, not identical

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ladsdin.state import OutboxMessage, StateStore, StoreUnavailable
+from ladsdin.state.store import TilesIncomplete
 
 F = "128A_05172_131313"
 G = "005D_05199_131313"
@@ -236,6 +237,109 @@ def test_commits_behave_like_a_compare_and_set_register(store, attempts):
     store.delete_frame(frame)
 
 
+# --- tiled state, model and buffer ---------------------------------------------------------------
+
+
+def tiled_commit(store: StateStore, epoch: str, expected: str | None, n: int = 3, frame: str = F) -> tuple[bool, str]:
+    """Write every tile of a new version, then commit it: (committed, version)."""
+    v = store.begin_state(frame, n)
+    for i in range(n):
+        assert store.put_state_tile(frame, v, i, f"{epoch}/{i}".encode())
+    return store.commit_epoch(frame, epoch=epoch, expected_cursor=expected, state=f"manifest@{epoch}".encode(), outbox=[msg(frame, epoch, 0)],
+                              tiles=v), v
+
+
+def tiles_of(store: StateStore, v: str, n: int = 3, frame: str = F) -> list[bytes | None]:
+    return [store.get_state_tile(frame, v, i) for i in range(n)]
+
+
+def test_a_tiled_commit_flips_to_the_new_tiles_and_deletes_the_old(store):
+    ok1, v1 = tiled_commit(store, E1, None)
+    assert ok1 and store.get_state(F) == (b"manifest@" + E1.encode(), E1)
+    assert tiles_of(store, v1) == [f"{E1}/{i}".encode() for i in range(3)]
+    ok2, v2 = tiled_commit(store, E2, E1)
+    assert ok2 and store.get_state(F) == (b"manifest@" + E2.encode(), E2)
+    assert tiles_of(store, v2) == [f"{E2}/{i}".encode() for i in range(3)]
+    assert tiles_of(store, v1) == [None] * 3  # the superseded version is gone
+    assert [r["epoch"] for r in store.applied_log(F)] == [E1, E2]
+
+
+@pytest.mark.parametrize("written", [0, 1, 2, 3])
+def test_a_crash_between_tile_writes_leaves_the_previous_epoch_whole(store, written):
+    ok, v1 = tiled_commit(store, E1, None)
+    before = snapshot(store)
+    v2 = store.begin_state(F, 3)
+    for i in range(written):  # the writer dies after `written` of its 3 tiles, before its commit
+        assert store.put_state_tile(F, v2, i, b"half-written")
+    assert snapshot(store) == before and tiles_of(store, v1) == [f"{E1}/{i}".encode() for i in range(3)]
+    # the restarted worker redoes the epoch under a version of its own; the orphan is collected
+    ok3, v3 = tiled_commit(store, E2, E1)
+    assert ok3 and store.get_state(F)[1] == E2
+    assert tiles_of(store, v2) == [None] * 3 and tiles_of(store, v1) == [None] * 3
+    assert [r["epoch"] for r in store.applied_log(F)] == [E1, E2]
+
+
+def test_a_commit_needs_every_tile_of_its_version(store):
+    tiled_commit(store, E1, None)
+    before = snapshot(store)
+    v = store.begin_state(F, 3)
+    store.put_state_tile(F, v, 0, b"x")
+    with pytest.raises(TilesIncomplete):
+        store.commit_epoch(F, epoch=E2, expected_cursor=E1, state=b"m", outbox=[], tiles=v)
+    assert snapshot(store) == before
+    with pytest.raises(ValueError, match="tile version"):
+        store.commit_epoch(F, epoch=E2, expected_cursor=E1, state=b"m", outbox=[], tiles="not-a-version")
+    with pytest.raises(ValueError, match="not in 0..2"):
+        store.put_state_tile(F, v, 3, b"x")
+
+
+def test_the_loser_of_a_race_can_neither_write_nor_commit_its_tiles(store):
+    tiled_commit(store, E1, None)
+    va = store.begin_state(F, 2)  # two workers both took epoch E2
+    assert store.put_state_tile(F, va, 0, b"a0")
+    ok, vb = tiled_commit(store, E2, E1, n=2)
+    assert ok
+    assert not store.put_state_tile(F, va, 1, b"a1")  # the winner's commit discarded the loser's version
+    assert not store.commit_epoch(F, epoch=E2, expected_cursor=E1, state=b"a", outbox=[], tiles=va)
+    assert tiles_of(store, va, 2) == [None, None] and tiles_of(store, vb, 2) == [b"2022-01-13/0", b"2022-01-13/1"]
+    assert store.get_state(F) == (b"manifest@" + E2.encode(), E2)
+
+
+def test_discarding_drops_an_uncommitted_version_only(store):
+    ok, v1 = tiled_commit(store, E1, None)
+    v2 = store.begin_state(F, 3)
+    store.put_state_tile(F, v2, 0, b"x")
+    store.discard_state(F, v2)
+    store.discard_state(F, v2)  # idempotent
+    assert tiles_of(store, v2) == [None] * 3 and not store.put_state_tile(F, v2, 1, b"y")
+    store.discard_state(F, v1)  # the committed version stays
+    assert tiles_of(store, v1) == [f"{E1}/{i}".encode() for i in range(3)]
+
+
+def test_model_tiles_round_trip_and_are_replaced(store):
+    store.put_model(F, b"manifest1", version="v1", config_hash="h", tiles=[b"t0", b"t1"])
+    blob, meta = store.get_model(F)
+    t1 = meta["tiles"]
+    assert blob == b"manifest1" and [store.get_model_tile(F, t1, i) for i in range(2)] == [b"t0", b"t1"]
+    store.put_model(F, b"manifest2", version="v2", config_hash="h", tiles=[b"u0", b"u1", b"u2"])
+    blob, meta = store.get_model(F)
+    assert blob == b"manifest2" and store.model_version(F) == "v2"
+    assert [store.get_model_tile(F, meta["tiles"], i) for i in range(3)] == [b"u0", b"u1", b"u2"]
+    assert [store.get_model_tile(F, t1, i) for i in range(2)] == [None, None]  # the old model's tiles are gone
+    store.put_model(F, b"untiled", version="v3", config_hash="h")
+    assert store.get_model(F)[1]["tiles"] == ""
+
+
+def test_buffered_tiles_round_trip_and_clear(store):
+    assert store.buffer_epoch(F, E1, b"head1", tiles=[b"a", b"b"])
+    assert not store.buffer_epoch(F, E1, b"other", tiles=[b"x", b"y"])  # the first copy wins, tiles too
+    assert store.buffered_epochs(F) == [(E1, b"head1")]
+    assert [store.buffered_epoch_tile(F, E1, i) for i in range(2)] == [b"a", b"b"]
+    assert store.buffered_epoch_tile(F, E2, 0) is None
+    store.clear_buffer(F)
+    assert store.buffered_epochs(F) == [] and store.buffered_epoch_tile(F, E1, 0) is None
+
+
 # --- Redis only: what is actually on the server, and failures of the server -------------------
 
 
@@ -259,7 +363,8 @@ def test_redis_keys_share_one_slot_and_hold_raw_bytes(redis_store):
     redis_store.buffer_epoch(F, E2, b"event")
     keys = sorted(k.decode() for k in r.scan_iter(count=1000))
     prefix = "ladsdin:{128A_05172_131313}:"
-    assert keys == ["ladsdin:frames"] + sorted(prefix + n for n in ["applied", "buffer", "cursor", "model", "outbox", "outbox:messages", "state"])
+    assert keys == ["ladsdin:frames"] + sorted(prefix + n for n in ["applied", "buffer", "cursor", "model", "outbox", "outbox:messages", "state",
+                                                                     "state:version"])
     assert len({key_slot(k.encode()) for k in keys if k.startswith(prefix)}) == 1
     assert r.get(prefix + "state") == state  # stored as is: no base64, no JSON
     assert r.hget(prefix + "model", "blob") == b"\x01model"
@@ -324,3 +429,25 @@ def test_redis_out_of_memory_is_an_infrastructure_failure_and_changes_nothing(re
     finally:
         r.config_set("maxmemory", 0)
     assert snapshot(redis_store) == before
+
+
+def test_redis_tile_keys_share_the_frame_slot_and_nothing_is_left_behind(redis_store):
+    from redis.crc import key_slot
+
+    r = redis_store.client
+    tiled_commit(redis_store, E1, None)
+    tiled_commit(redis_store, E2, E1)
+    redis_store.put_model(F, b"m", version="v", config_hash="h", tiles=[b"t0", b"t1"])
+    redis_store.put_model(F, b"m2", version="v2", config_hash="h", tiles=[b"u0"])
+    redis_store.buffer_epoch(F, E3, b"head", tiles=[b"a", b"b"])
+    orphan = redis_store.begin_state(F, 3)
+    redis_store.put_state_tile(F, orphan, 0, b"crashed writer")
+    keys = {k.decode() for k in r.scan_iter(count=1000)} - {"ladsdin:frames"}
+    assert len({key_slot(k.encode()) for k in keys}) == 1
+    state_tiles = sorted(k for k in keys if ":state:tile:" in k)
+    assert len(state_tiles) == 4  # the committed version's 3 tiles and the orphan's one; E1's are gone
+    assert len([k for k in keys if ":model:tile:" in k]) == 1 and len([k for k in keys if ":buffer:tile:" in k]) == 2
+    redis_store.clear_buffer(F)
+    assert not [k for k in r.scan_iter(match="*buffer*")]
+    redis_store.delete_frame(F)
+    assert [k.decode() for k in r.scan_iter(count=1000)] == []
