@@ -25,8 +25,8 @@ manual assignment, from offset 0). ``latency_s`` is the summary's own field (the
 produced_at, stamped just before the send, to the summary's creation in the worker).
 
 After the stream part, each case times the Redis state I/O against the same Valkey: the
-frame's state blob (STRLEN of ladsdin:{F}:state), RedisStateStore.get_state and commit_epoch
-with that blob, and plain SET/GET of a blob of the same size as the raw baseline.
+frame's state (every tile of its committed version), read through RedisStateStore and written
+as a new version and committed, and plain SET/GET of the same tiles as the raw baseline.
 
 Usage: python benchmarks/stream_bench.py [--cases lat100k,lat1m,replay] [--repeats 3] [--repeats-1m 1]
        python benchmarks/stream_bench.py --metrics-overhead [--repeats 3]
@@ -107,41 +107,50 @@ class SummaryWatcher(threading.Thread):
 
 
 def _redis_io(redis_url: str, frame: str) -> dict:
-    """State blob size and time of get_state / commit_epoch against plain SET/GET of the same size."""
+    """The frame's state (every tile of its committed version): reading it through the store, and
+    writing it as a new version and committing it, against plain GET/SET of the same bytes."""
     import numpy as np
     import redis
 
+    from ladsdin.state.frame_model import decode_state_manifest
     from ladsdin.state.redis_store import RedisStateStore
 
     store = RedisStateStore(redis_url)
     r = redis.Redis.from_url(redis_url)
-    nbytes = int(r.strlen(store.key(frame, "state")))
+    manifest, _ = store.get_state(frame)
+    m = decode_state_manifest(manifest)
+    n = m["tiles"]
     t_get, t_commit, t_set, t_rget = [], [], [], []
     bench_frame = "999A_00000_000000"
     cursor = None
     for i in range(IO_REPEATS):
         t0 = time.perf_counter()
         blob, _ = store.get_state(frame)
+        tiles = [store.get_state_tile(frame, m["version"], k) for k in range(n)]
         t_get.append(time.perf_counter() - t0)
         epoch = str(np.datetime64("2000-01-01") + np.timedelta64(12 * i, "D"))
         t0 = time.perf_counter()
-        ok = store.commit_epoch(bench_frame, epoch=epoch, expected_cursor=cursor, state=blob, outbox=[], applied={"bench": True})
+        v = store.begin_state(bench_frame, n)
+        for k, t in enumerate(tiles):
+            store.put_state_tile(bench_frame, v, k, t)
+        ok = store.commit_epoch(bench_frame, epoch=epoch, expected_cursor=cursor, state=blob, outbox=[], applied={"bench": True}, tiles=v)
         t_commit.append(time.perf_counter() - t0)
         assert ok
         cursor = epoch
-    raw = os.urandom(nbytes)
     for _ in range(IO_REPEATS):
         t0 = time.perf_counter()
-        r.set("bench:raw", raw)
+        for k, t in enumerate(tiles):
+            r.set(f"bench:raw:{k}", t)
         t_set.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        back = r.get("bench:raw")
+        back = [r.get(f"bench:raw:{k}") for k in range(n)]
         t_rget.append(time.perf_counter() - t0)
-        assert len(back) == nbytes
+        assert sum(map(len, back)) == sum(map(len, tiles))
     store.delete_frame(bench_frame)
-    r.delete("bench:raw")
+    r.delete(*[f"bench:raw:{k}" for k in range(n)])
     med = statistics.median
-    return {"state_bytes": nbytes, "get_state_s": med(t_get), "commit_s": med(t_commit), "raw_get_s": med(t_rget), "raw_set_s": med(t_set)}
+    return {"state_bytes": sum(map(len, tiles)), "get_state_s": med(t_get), "commit_s": med(t_commit), "raw_get_s": med(t_rget),
+            "raw_set_s": med(t_set)}
 
 
 def _case(case: str, seed: int, pidfile: Path, metrics: str = "default") -> dict:

@@ -41,6 +41,8 @@ MAX_GAP = 8
 CHUNK = 16_384
 #: Storage (and in-memory) dtype of the recurrent state h and c.
 STATE_DTYPE = torch.float16
+#: Dtype of a pending step (mm): 0.25 mm resolution at 500 mm, far below any threshold.
+STEP_DTYPE = torch.float16
 
 
 @dataclass
@@ -48,7 +50,9 @@ class PixelState:
     """Recurrent state of p modelled pixels after slot ``slot`` (tensors on the model device).
 
     h, c: (K, p, S) float16; since_obs: (p,) int32 slots since the pixel's last observation
-    (0 = observed at ``slot``); offset: (p,) float32 mm, the re-anchoring level shift.
+    (0 = observed at ``slot``); offset: (p,) float32 mm, the re-anchoring level shift;
+    last_step: (p,) float16 mm, the corrected residual of the pixel's last observation when it
+    was anomalous and not re-anchored (a step awaiting confirmation), NaN otherwise.
     """
 
     h: torch.Tensor
@@ -56,6 +60,11 @@ class PixelState:
     since_obs: torch.Tensor
     offset: torch.Tensor
     slot: int
+    last_step: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.last_step is None:
+            self.last_step = torch.full(self.offset.shape, float("nan"), dtype=STEP_DTYPE, device=self.offset.device)
 
     @property
     def n_pixels(self) -> int:
@@ -122,10 +131,14 @@ class Forecaster:
             xn = torch.full((self.n_pixels,), float("nan"), device=self.device)
         else:
             xn = (obs - self.trend(k) - state.offset) / scale
-        _, (h, c) = self.net(make_inputs(xn[None]), (state.h.float(), state.c.float()))
+        hc = (state.h.float(), state.c.float())
+        if self.net.kind == "shared":  # the recurrence only: the forecast is the head of h, taken when needed
+            _, (h, c) = self.net.lstm(make_inputs(xn[None]), hc)
+        else:
+            _, (h, c) = self.net(make_inputs(xn[None]), hc)
         seen = torch.isfinite(xn)
         since = torch.where(seen, torch.zeros_like(state.since_obs), state.since_obs + 1)
-        return PixelState(h.to(STATE_DTYPE), c.to(STATE_DTYPE), since, state.offset, k)
+        return PixelState(h.to(STATE_DTYPE), c.to(STATE_DTYPE), since, state.offset, k, state.last_step)
 
     @torch.no_grad()
     def run_sequence(self, xn: np.ndarray, pixels: np.ndarray | None = None, chunk: int = CHUNK) -> tuple[np.ndarray, tuple[torch.Tensor, torch.Tensor]]:

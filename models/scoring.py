@@ -5,7 +5,9 @@
    D_k - P_k and the gap-widened threshold N_m sigma g(m) (eq. 4) into full-frame maps.
 2. **Frame-wide screens, on the full maps.** The epoch's robust common mode, the anomaly mask
    (eq. 4), C_k against N_a (eq. 5), connected objects and D_s (eq. 6), and the re-anchoring of
-   confirmed steps. These see the whole frame, so they do not depend on the tiling.
+   confirmed steps: those inside a seismic object at once, any other as soon as it holds at
+   the pixel's next observation (then it no longer counts as anomalous). These see the whole
+   frame, so they do not depend on the tiling.
 3. **Advance, per tile (pipelined: the previous tile's state is written while this one runs).**
    Re-anchor, then feed the observation to every pixel's recurrent state.
 
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 
 from ladsdin.models.detector import COMMON_MODES, EpochScore, FrameModel
-from ladsdin.models.forecaster import PixelState
+from ladsdin.models.forecaster import STEP_DTYPE, PixelState
 from ladsdin.models.labelling import label_anomalies, object_sizes, seismic_objects
 from ladsdin.models.thresholds import MIN_PIXELS_FOR_COMMON_MODE, common_mode, planar_ramp
 
@@ -71,6 +73,7 @@ def score_epoch(model: FrameModel, load: StateLoader, save: StateSaver, obs_map:
     resid_flat = np.full(obs_flat.size, np.nan, np.float32)
     thr_flat = np.full(obs_flat.size, np.nan, np.float32)
     pred_flat = np.full(obs_flat.size, np.nan, np.float32)
+    pending_flat = np.full(obs_flat.size, np.nan, np.float32)  # steps awaiting confirmation
     horizon_max = 0
     states: list[PixelState | None] = [None] * n
     waits = {"state_load": 0.0, "state_write": 0.0}
@@ -91,6 +94,7 @@ def score_epoch(model: FrameModel, load: StateLoader, save: StateSaver, obs_map:
             resid = obs_flat[idx] - pred.cpu().numpy()
             thr = (params.nm * torch.from_numpy(fc.sigma).to(dev) * fc.widen(horizon)).cpu().numpy()  # eq. 4 threshold, gap-widened
             resid_flat[idx], thr_flat[idx], pred_flat[idx] = resid, thr, pred.cpu().numpy()
+            pending_flat[idx] = st.last_step.float().cpu().numpy()
             ok = np.isfinite(resid) & np.isfinite(fc.sigma)
             if ok.any():
                 horizon_max = max(horizon_max, int(horizon.cpu().numpy()[ok].max()))
@@ -102,8 +106,14 @@ def score_epoch(model: FrameModel, load: StateLoader, save: StateSaver, obs_map:
     resid_v = resid_flat[vidx]
     cm_v = _common_mode(resid_v, sigma_flat[vidx], vidx, shape[1], params.common_mode, params.nm)
     rc_v = resid_v - cm_v
+    thr_v, pending_v = thr_flat[vidx], pending_flat[vidx]
     with np.errstate(invalid="ignore"):
-        hit = np.abs(rc_v) > thr_flat[vidx]  # eq. 4 on the common-mode-corrected residual
+        # A step confirmed: anomalous last time it was seen, not re-anchored then, and the level
+        # has held since (DESIGN.md §1: every confirmed step is re-anchored, not only those in
+        # seismic objects). Measured against that level it is normal: it re-anchors now and
+        # does not count again (a lobe that missed N_a at the event epoch raises no late alert).
+        confirmed = np.isfinite(pending_v) & (np.abs(rc_v - pending_v) <= thr_v)
+        hit = (np.abs(rc_v) > thr_v) & ~confirmed  # eq. 4 on the common-mode-corrected residual
     anomaly_flat = np.zeros(obs_flat.size, bool)
     anomaly_flat[vidx] = hit
     anomaly_map = anomaly_flat.reshape(shape)
@@ -118,7 +128,7 @@ def score_epoch(model: FrameModel, load: StateLoader, save: StateSaver, obs_map:
         largest = int(object_sizes(labels, n_obj).max()) if n_obj else 0
         objects, deformation = [], np.full(shape, np.nan, np.float32)
     seismic_map = np.isfinite(deformation)
-    shift_flat = None
+    region_v = np.zeros(vidx.size, bool)
     if params.reanchor and objects:
         # Re-anchor: a confirmed step becomes the pixel's new level, so a network that learned
         # "jumps revert" does not keep forecasting a return (late or repeated alerts). The
@@ -129,9 +139,16 @@ def score_epoch(model: FrameModel, load: StateLoader, save: StateSaver, obs_map:
             weak[vidx] = np.abs(rc_v) > 0.5 * thr_flat[vidx]
         labels, _ = label_anomalies(weak.reshape(shape), params.connectivity)
         hit_labels = np.unique(labels[seismic_map])
-        region = np.isin(labels, hit_labels[hit_labels > 0]).reshape(-1)
-        shift_flat = np.zeros(obs_flat.size, np.float32)
-        shift_flat[vidx] = np.where(region[vidx], rc_v, 0.0)
+        region_v = np.isin(labels, hit_labels[hit_labels > 0]).reshape(-1)[vidx]
+    shift_flat = None
+    if params.reanchor:
+        anchor_v = region_v | confirmed
+        if anchor_v.any():
+            shift_flat = np.zeros(obs_flat.size, np.float32)
+            shift_flat[vidx] = np.where(anchor_v, rc_v, 0.0)
+        # an anomalous pixel not re-anchored now holds its step for confirmation; a normal or
+        # re-anchored one holds none; an unobserved one keeps what it had
+        pending_flat[vidx] = np.where(hit & ~anchor_v, rc_v, np.nan)
     t_advance = time.perf_counter()
 
     # each tile is written while the next one advances (the stream writes a new state version,
@@ -143,6 +160,7 @@ def score_epoch(model: FrameModel, load: StateLoader, save: StateSaver, obs_map:
             fc, idx = model.tile_forecaster(i), model.tiles[i].index
             if shift_flat is not None:
                 st.offset = st.offset + torch.from_numpy(shift_flat[idx]).to(dev)
+            st.last_step = torch.from_numpy(pending_flat[idx]).to(dev, STEP_DTYPE)
             pending.append(io.submit(save, i, fc.advance(st, torch.from_numpy(obs_flat[idx]).to(dev))))
         t_saves = time.perf_counter()
         for f in pending:

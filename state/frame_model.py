@@ -15,9 +15,10 @@ and tiling: identifies the fitted model), ``model_version`` and ``config_hash``.
 Model tile (``"ladsdin.tile-model"``): ``mask`` the tile's modelled pixels as packed bits (1 bit
 per pixel of the tile, row-major), ``coef`` (p, 4) float32, ``scale``, ``sigma`` (p,) float32.
 
-State tile (``"ladsdin.pixel-state"``, the lean state: 4 K S + 5 bytes per modelled pixel, 69 for
+State tile (``"ladsdin.pixel-state"``, the lean state: 4 K S + 7 bytes per modelled pixel, 71 for
 the default K = 1, S = 16): ``h``, ``c`` (K, p, S) float16, ``since_obs`` (p,) uint8 (saturating at
-255: any gap beyond MAX_GAP slots is widened alike), ``offset`` (p,) float32 mm; meta ``slot``.
+255: any gap beyond MAX_GAP slots is widened alike), ``offset`` (p,) float32 mm, ``last_step``
+(p,) float16 mm (a step awaiting confirmation, NaN = none); meta ``slot``.
 
 State manifest (``"ladsdin.state-manifest"``): meta ``slot``, ``version`` (the store's tile
 version id) and ``tiles``.
@@ -37,7 +38,7 @@ import torch
 
 from ladsdin.models.cleaning import Calendar
 from ladsdin.models.detector import FrameModel, ScoreParams, tiled_grid
-from ladsdin.models.forecaster import STATE_DTYPE, Forecaster, PixelState
+from ladsdin.models.forecaster import STATE_DTYPE, STEP_DTYPE, Forecaster, PixelState
 from ladsdin.models.lstm import build_network
 from ladsdin.models.tiling import TileModel, Tiling
 from ladsdin.state.codec import StateFormatError, decode_arrays, encode_arrays
@@ -180,6 +181,7 @@ def encode_state(state: PixelState) -> bytes:
         "c": state.c.detach().to(STATE_DTYPE).cpu().numpy(),
         "since_obs": np.minimum(since, _SINCE_MAX).astype(np.uint8),
         "offset": state.offset.detach().cpu().numpy().astype(np.float32),
+        "last_step": state.last_step.detach().to(STEP_DTYPE).cpu().numpy(),
     }
     return encode_arrays(arrays, {"kind": STATE_KIND, "schema": MODEL_SCHEMA, "slot": int(state.slot)})
 
@@ -191,17 +193,18 @@ def decode_state(blob: bytes, device: torch.device) -> PixelState:
         StateFormatError: not a state blob, or inconsistent array shapes.
     """
     arrays, meta = decode_arrays(blob)
-    _require(arrays, meta, STATE_KIND, ("h", "c", "since_obs", "offset"))
+    _require(arrays, meta, STATE_KIND, ("h", "c", "since_obs", "offset", "last_step"))
     h, c = arrays["h"], arrays["c"]
     n_p = h.shape[1] if h.ndim == 3 else -1
-    if h.shape != c.shape or n_p < 0 or any(arrays[n].shape != (n_p,) for n in ("since_obs", "offset")):
+    if h.shape != c.shape or n_p < 0 or any(arrays[n].shape != (n_p,) for n in ("since_obs", "offset", "last_step")):
         shapes = {n: a.shape for n, a in arrays.items()}
         raise StateFormatError(f"pixel-state blob has inconsistent shapes {shapes}; expected h, c (K, P, S) and (P,) vectors")
     slot = meta.get("slot")
     if not isinstance(slot, int):
         raise StateFormatError(f"pixel-state blob has no integer slot (got {slot!r})")
     since = torch.from_numpy(arrays["since_obs"].astype(np.int32)).to(device)
-    return PixelState(_tensor(h, device), _tensor(c, device), since, _tensor(arrays["offset"], device), slot=slot)
+    return PixelState(_tensor(h, device), _tensor(c, device), since, _tensor(arrays["offset"], device), slot=slot,
+                      last_step=_tensor(arrays["last_step"], device))
 
 
 def encode_state_manifest(version: str, n_tiles: int, slot: int) -> bytes:

@@ -54,6 +54,13 @@ class LoadedModel:
     downsample: int
     state_bytes: int = 0
 
+    @property
+    def nbytes(self) -> int:
+        """Memory the model holds (its per-pixel arrays, the grid index and the sigma map)."""
+        m = self.model
+        per_tile = sum(t.index.nbytes + t.coef.nbytes + t.scale.nbytes + t.sigma.nbytes for t in m.tiles)
+        return per_tile + m.grid.index.nbytes + 4 * m.tiling.n_lat * m.tiling.n_lon
+
 
 def buffer_epoch(store: StateStore, frame: str, epoch: str, event: dict[str, Any], data: np.ndarray, cfg: DetectConfig) -> bool:
     """Keep a new frame's epoch (its map downsampled and cut into tiles) until the bootstrap."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from ladsdin.models.cube import SIGN, UNITS
 from ladsdin.models.forecaster import PixelState
 from ladsdin.models.scoring import score_epoch
 from ladsdin.models.training import TrainConfig
-from ladsdin.state.codec import read_header
+from ladsdin.state.codec import StateFormatError, read_header
 from ladsdin.state.frame_model import decode_state, decode_state_manifest, encode_state, encode_state_manifest
 from ladsdin.state.store import OutboxMessage, StateStore
 from ladsdin.stream.frames import LoadedModel, bootstrap_from_buffer, buffer_epoch, load_model
@@ -91,7 +92,8 @@ class EpochProcessor:
         self.cfg = cfg or detect_config(settings)
         self.metrics = metrics or MetricsRecorder()
         self.roots = [Path(settings.data_root).resolve(), *(Path(r.removeprefix("file://")).resolve() for r in settings.allowed_uri_roots)]
-        self._models: dict[str, LoadedModel] = {}
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()  # least recently used first
+        self._scoring: set[str] = set()  # frames seen here that have a model
         self._buffering: set[str] = set()  # frames seen here that have no model yet
 
     # -- entry point -----------------------------------------------------------------------
@@ -105,9 +107,18 @@ class EpochProcessor:
             frame, epoch = event["frame"], event["epoch"]
             if self.settings.frames and frame not in self.settings.frames:
                 raise EventError("unknown_frame", f"frame {frame} is not served here (LADSDIN_FRAMES lists {len(self.settings.frames)} frames)")
-            with m.stage("model_load"):
-                model = self._model(frame)
-            out = self._buffer(event) if model is None else self._score(event, model)
+            try:
+                with m.stage("model_load"):
+                    model = self._model(frame)
+                out = self._buffer(event) if model is None else self._score(event, model)
+            except StateFormatError as exc:
+                # A model or state this ladsdin cannot read (an older format after an upgrade):
+                # retrying would crash-loop, so the frame starts over from this event.
+                log.error("frame %s: its stored model or state is unreadable (%s); deleting the frame's stored data so it "
+                          "bootstraps again from new epochs", frame, exc)
+                self.store.delete_frame(frame)
+                self._models.pop(frame, None)
+                out = self._buffer(event)
             # only now is the frame name a bounded label: valid, allowed, and known to the store
             m.frame_event(frame, self.cfg.step_days * 86400.0)
         except EventError as exc:
@@ -132,9 +143,22 @@ class EpochProcessor:
             loaded = load_model(self.store, frame, self.device)
             if loaded is None:
                 return None
-            self._models[frame] = loaded
-            self._track()
-        return self._models[frame]
+            self._cache(frame, loaded)
+            return loaded
+        self._models.move_to_end(frame)
+        return cached
+
+    def _cache(self, frame: str, loaded: LoadedModel) -> None:
+        """Keep the model, dropping the least recently used others beyond LADSDIN_MODEL_CACHE_MB
+        (a worker serving many frames reloads a model from the store, ~0.1 s per M pixels)."""
+        self._models[frame] = loaded
+        self._models.move_to_end(frame)
+        self._scoring.add(frame)
+        budget = self.settings.model_cache_mb * 2**20
+        while len(self._models) > 1 and sum(m.nbytes for m in self._models.values()) > budget:
+            evicted, _ = self._models.popitem(last=False)
+            log.info("frame %s: model dropped from the cache (LADSDIN_MODEL_CACHE_MB=%d)", evicted, self.settings.model_cache_mb)
+        self._track()
 
     def _score(self, event: dict[str, Any], loaded: LoadedModel) -> Outcome:
         frame, epoch = event["frame"], event["epoch"]
@@ -248,6 +272,8 @@ class EpochProcessor:
                 raise EventError("duplicate", f"epoch {epoch} of {frame} was applied from event {done[epoch]['event_id']}; this event {event['event_id']} carries different data")
             return Outcome("duplicate", frame, epoch)  # an exact replay: nothing to do
         if epoch == cursor:  # the bootstrap's last buffered epoch
+            if self.store.buffered_epoch_names(frame):  # a crash came between the bootstrap's commit and its cleanup
+                self.store.clear_buffer(frame)
             return Outcome("duplicate", frame, epoch)
         raise EventError("out_of_order", f"epoch {epoch} of {frame} is older than the last applied epoch {cursor}")
 
@@ -257,6 +283,11 @@ class EpochProcessor:
         # Names only: a buffering frame must not pull every buffered map for every new epoch.
         known = self.store.buffered_epoch_names(frame)
         if epoch in known:
+            if len(known) >= self.settings.min_history_epochs:
+                # redelivered after a crash inside the bootstrap it had triggered: bootstrap now,
+                # or this epoch would end up in the training of a later, larger bootstrap
+                self.bootstrap(frame)
+                return Outcome("bootstrapped", frame, epoch)
             return Outcome("duplicate", frame, epoch)
         if known and epoch < known[-1]:
             raise EventError("out_of_order", f"epoch {epoch} of new frame {frame} is older than the last buffered epoch {known[-1]}")
@@ -277,15 +308,15 @@ class EpochProcessor:
         return Outcome("bootstrapped", frame, epoch)
 
     def _track(self) -> None:
-        self.metrics.frames_tracked(len(self._buffering - self._models.keys()), len(self._models))
+        self.metrics.frames_tracked(len(self._buffering - self._scoring), len(self._scoring))
 
     def bootstrap(self, frame: str) -> LoadedModel:
         """Train a frame's model on its buffered epochs, tile by tile, and save model, state and cursor."""
         loaded, facts = bootstrap_from_buffer(self.store, frame, self.cfg, self.device)
         log.info("frame %s: bootstrapped on %d epochs (%s..%s), %d pixels in %d tile(s), in %.1f s", frame, facts["epochs"],
                  facts["first"], facts["last"], facts["pixels"], facts["tiles"], facts["seconds"])
-        self._models[frame] = loaded
         self._buffering.discard(frame)
+        self._cache(frame, loaded)
         self.metrics.bootstrapped(frame, facts["seconds"])
         self._track()
         return loaded

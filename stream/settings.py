@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     downsample: int = Field(1, ge=1, le=100, description="the paper's t: model every t-th row and column (N_a = A_s / (A_p t^2)); 1 = full resolution")
     state_tile: int = Field(512, ge=8, le=4096, description="tile edge in pixels of a frame's stored state, model and buffered epochs (bounds worker memory and every Redis value)")
     train_pixels: int = Field(20_000, ge=100, description="the seeded sample of pixels the shared network is trained on")
+    model_cache_mb: int = Field(2048, ge=1, description="models kept in memory by a worker, MB (least recently used dropped first; ~40 bytes per modelled pixel)")
     calibration_pixels: int = Field(100_000, ge=1_000, description="the seeded sample behind the common mode, sigma calibration and gap factors at bootstrap")
 
     # ingest (``ladsdin ingest``): LiCSAR interferograms -> epoch events

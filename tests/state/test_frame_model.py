@@ -42,11 +42,16 @@ def fitted(request):
 
 
 def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.dtype == b.dtype and a.shape == b.shape and a.device == b.device and torch.equal(a, b)
+    """Bit-identical values, NaN where NaN."""
+    if not (a.dtype == b.dtype and a.shape == b.shape and a.device == b.device):
+        return False
+    if a.is_floating_point():
+        return torch.equal(a.isnan(), b.isnan()) and torch.equal(torch.nan_to_num(a, nan=0.0), torch.nan_to_num(b, nan=0.0))
+    return torch.equal(a, b)
 
 
 def _same_state(a, b) -> bool:
-    return a.slot == b.slot and all(_same_tensor(getattr(a, n), getattr(b, n)) for n in ("h", "c", "since_obs", "offset"))
+    return a.slot == b.slot and all(_same_tensor(getattr(a, n), getattr(b, n)) for n in ("h", "c", "since_obs", "offset", "last_step"))
 
 
 def _same_array(a, b) -> bool:
@@ -140,7 +145,7 @@ def test_the_state_is_lean_and_round_trips(fitted):
     assert s2.slot == states[0].slot and s2.since_obs.dtype == torch.int32 and s2.h.dtype == torch.float16
     net = model.forecaster.net
     p = model.tiles[0].n_pixels
-    lean = 4 * net.layers * net.hidden + 1 + 4  # h and c in float16, since_obs uint8, offset float32
+    lean = 4 * net.layers * net.hidden + 1 + 4 + 2  # h and c in float16, since_obs uint8, offset float32, last_step float16
     assert len(blob) <= p * lean + 1024  # plus the codec header
     s2.offset += 1.0  # decoded tensors own writable memory
     assert not torch.equal(s2.offset, states[0].offset)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,7 +21,7 @@ from ladsdin.state.redis_store import RedisStateStore
 from ladsdin.ingest.cube import publish_cube
 from ladsdin.stream.settings import Settings
 
-from tests.e2e import e2e_settings, read_json, start_worker, stop_process, wait_summaries
+from tests.e2e import e2e_settings, read_json, settings_env, start_worker, stop_process, wait_summaries
 
 pytestmark = pytest.mark.slow
 
@@ -70,23 +72,50 @@ def test_stream_matches_detect(services, tmp_path):
     assert not list(read_alerts(bootstrap, s.alerts_topic, idle_s=2.0, frame=cube.attrs["frame"], min_area_km2=1e9))
 
 
+def _crash_frame(frame: str):
+    cube, truth = simulate("menyuan", "D", n_lat=64, n_lon=64, n_epochs=80, seed=4, event_index=70)
+    cube.attrs["frame"] = frame
+    return cube, truth
+
+
+def _assert_every_epoch_once(store: RedisStateStore, bootstrap: str, s: Settings, cube, truth, history: int, summaries: list[dict]) -> None:
+    frame = cube.attrs["frame"]
+    applied = [r["epoch"] for r in store.applied_log(frame) if not r.get("bootstrap")]
+    expected = [str(t)[:10] for t in cube.time.values[history:]]
+    assert applied == expected  # every epoch once, in order
+    _, cursor = store.get_state(frame)
+    assert cursor == expected[-1]
+    assert not store.pending_outbox(frame)
+    alerts = [f for _, f in read_json(bootstrap, s.alerts_topic) if f["properties"]["frame"] == frame]
+    ids = [f["properties"]["id"] for f in alerts]
+    assert ids, "the simulated earthquake was not alerted"
+    assert {f["properties"]["epoch"] for f in alerts} == {truth.attrs["first_post_event"]}
+    recorded = [a for r in store.applied_log(frame) for a in r.get("alerts", [])]
+    assert sorted(set(ids)) == sorted(recorded)  # after de-duplication, exactly the applied alerts
+    assert len({r["epoch"] for r in summaries}) == len(expected)
+    # only the committed state version's tiles are left: crashed writers' tiles were collected
+    r = store.client
+    tiles = {k.decode().split(":")[-2] for k in r.scan_iter(match=f"ladsdin:{{{frame}}}:state:tile:*")}
+    assert len(tiles) == 1 and r.get(store.key(frame, "state:version")).decode() in tiles
+    assert not list(r.scan_iter(match=f"ladsdin:{{{frame}}}:buffer*"))
+
+
 def test_kill_9_mid_replay_applies_every_epoch_once(services, tmp_path):
     bootstrap, redis_url = services
-    cube, truth = simulate("menyuan", "D", n_lat=64, n_lon=64, n_epochs=80, seed=4, event_index=70)
-    cube.attrs["frame"] = "026D_05217_131314"
+    cube, truth = _crash_frame("026D_05217_131314")
     n_obs = cube.sizes["time"]
     history = 40
     n_scored = n_obs - history
     assert n_scored >= 30
-    s = e2e_settings(tmp_path, bootstrap, redis_url, history, "crash")
+    s = e2e_settings(tmp_path, bootstrap, redis_url, history, "crash", state_tile=16)  # 16 tiles
     log = tmp_path / "worker.log"
     proc = start_worker(s, log)
     # paced replay, so the kill lands in the middle of it; events keep arriving while it is down
     publisher = threading.Thread(target=publish_cube, args=(cube, s, bootstrap), kwargs={"rate": 4.0}, daemon=True)
+    store = RedisStateStore(redis_url)
     try:
         publisher.start()
         # let it bootstrap and score some epochs, then kill -9 in the middle of the replay
-        store = RedisStateStore(redis_url)
         deadline = time.monotonic() + 180
         n_done = 0
         while time.monotonic() < deadline:
@@ -102,19 +131,41 @@ def test_kill_9_mid_replay_applies_every_epoch_once(services, tmp_path):
         summaries = wait_summaries(bootstrap, s, cube.attrs["frame"], n_scored, proc, log)
     finally:
         stop_process(proc)
-    applied = [r["epoch"] for r in store.applied_log(cube.attrs["frame"]) if not r.get("bootstrap")]
-    expected = [str(t)[:10] for t in cube.time.values[history:]]
-    assert applied == expected  # every epoch once, in order
-    _, cursor = store.get_state(cube.attrs["frame"])
-    assert cursor == expected[-1]
-    assert not store.pending_outbox(cube.attrs["frame"])
-    alerts = [f for _, f in read_json(bootstrap, s.alerts_topic) if f["properties"]["frame"] == cube.attrs["frame"]]
-    ids = [f["properties"]["id"] for f in alerts]
-    assert ids, "the simulated earthquake was not alerted"
-    assert {f["properties"]["epoch"] for f in alerts} == {truth.attrs["first_post_event"]}
-    recorded = [a for r in store.applied_log(cube.attrs["frame"]) for a in r.get("alerts", [])]
-    assert sorted(set(ids)) == sorted(recorded)  # after de-duplication, exactly the applied alerts
-    assert len({r["epoch"] for r in summaries}) == n_scored
+    _assert_every_epoch_once(store, bootstrap, s, cube, truth, history, summaries)
+
+
+@pytest.mark.parametrize("where,after", [("bootstrap", 7), ("scoring", 16 + 3 * 16 + 7)])
+def test_a_kill_between_tile_writes_loses_and_doubles_nothing(services, tmp_path, where, after):
+    """The worker dies right after its ``after``-th state tile write: inside the bootstrap, or in
+    the 4th scored epoch with 7 of its 16 tiles written; a restarted worker takes over."""
+    bootstrap, redis_url = services
+    cube, truth = _crash_frame(f"026D_05217_13132{len(where)}")
+    frame, history = cube.attrs["frame"], 40
+    s = e2e_settings(tmp_path, bootstrap, redis_url, history, f"tilecrash-{where}", state_tile=16)
+    log = tmp_path / "worker.log"
+    env = settings_env(s)
+    crash = subprocess.Popen([sys.executable, str(Path(__file__).with_name("crash_worker.py")), str(after)], env=env,
+                             stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    store = RedisStateStore(redis_url)
+    proc = crash
+    try:
+        publish_cube(cube, s, bootstrap)
+        assert crash.wait(240) == 137, log.read_text()[-3000:]
+        state, cursor = store.get_state(frame)
+        if where == "scoring":  # the previous epoch is whole: its manifest and every one of its tiles
+            from ladsdin.state.frame_model import decode_state_manifest
+
+            version = decode_state_manifest(state)["version"]
+            assert cursor == str(cube.time.values[history + 2])[:10]
+            assert all(store.get_state_tile(frame, version, i) is not None for i in range(16))
+            assert len(list(store.client.scan_iter(match=f"ladsdin:{{{frame}}}:state:tile:*"))) == 16 + 7  # and the orphan's 7
+        else:
+            assert cursor is None and store.model_version(frame) is None
+        proc = start_worker(s, log)
+        summaries = wait_summaries(bootstrap, s, frame, cube.sizes["time"] - history, proc, log)
+    finally:
+        stop_process(proc)
+    _assert_every_epoch_once(store, bootstrap, s, cube, truth, history, summaries)
 
 
 def _bad_events(cube, s: Settings, tmp: Path) -> list[tuple[str, bytes]]:
