@@ -1,7 +1,7 @@
 """The command line (``ladsdin.cli``, ``cli/``): ``ladsdin COMMAND``, one thin module per command.
 
 Each module (:mod:`.demo`, :mod:`.simulate`, :mod:`.detect`, :mod:`.publish`, :mod:`.ingest`,
-:mod:`.worker`, :mod:`.alerts`) has ``add_parser`` and ``run``; the work happens in the packages
+:mod:`.worker`, :mod:`.alerts`, :mod:`.frames`) has ``add_parser`` and ``run``; the work happens in the packages
 they call. Heavy imports happen inside each ``run``, so ``--help`` is instant.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from ladsdin.cli import alerts, demo, detect, ingest, publish, simulate, worker
+from ladsdin.cli import alerts, demo, detect, frames, ingest, publish, simulate, worker
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default=None, help="logging level (env LADSDIN_LOG_LEVEL, default INFO)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, simulate, detect, publish, ingest, worker, alerts):
+    for module in (demo, simulate, detect, publish, ingest, worker, alerts, frames):
         before = set(sub.choices)
         module.add_parser(sub)
         for name in set(sub.choices) - before:

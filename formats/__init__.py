@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import h5py
@@ -65,6 +66,8 @@ def _default_name(path: Path) -> str:
     for suffix in (".zip", ".zarr", ".nc4", ".nc", ".cdf", ".h5", ".hdf5"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
+    # a file name is not a frame name: keep only what a frame name may hold (models/names.py)
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip("_.-")[:64]
     return name or "unknown"
 
 

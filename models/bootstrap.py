@@ -17,6 +17,8 @@ Samples are chosen by key, not by position, so the result does not depend on the
 """
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -214,7 +216,9 @@ def fit_tiles(
     cm_on = common_mode_enabled and n_total >= MIN_PIXELS_FOR_COMMON_MODE
     xs = (sample.y - sample.trend) / sample.scale
     train_cols = np.arange(sample.index.size) if per_pixel else sample.smallest(cfg.train_pixels)
-    net, best, candidates = grid_search(xs[:, train_cols], cfg, device, progress)
+    sampled = not per_pixel and n_total > train_cols.size
+    train_cfg = dataclasses.replace(cfg, pass_pixels=cfg.sample_pass_pixels) if sampled else cfg
+    net, best, candidates = grid_search(xs[:, train_cols], train_cfg, device, progress)
     empty = np.zeros(0, np.float32)
     fc = Forecaster(net, calendar, np.zeros((0, 4), np.float32), empty, empty, np.ones(MAX_GAP, np.float32), device)
 

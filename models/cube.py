@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ladsdin.models.names import LICSAR_FRAME_RE
+from ladsdin.models.names import LICSAR_FRAME_RE, is_frame_name
 
 #: Sentinel-1 C-band wavelength (m).
 WAVELENGTH_M = 0.0554658
@@ -133,6 +133,10 @@ def normalize_cube(ds: xr.Dataset, *, frame: str | None = None, track: str | Non
 
     attrs = dict(ds.attrs)
     frame = str(attrs.get("frame") or frame or "unknown")
+    if not is_frame_name(frame):
+        # the name becomes a directory under the data root and a Redis hash tag: never trust it
+        raise CubeError(f"frame {frame[:80]!r} is not a frame name: use a LiCSAR frame ID such as 128A_05172_131313 or 1-64 "
+                        "characters [A-Za-z0-9_.-] starting with a letter or digit in the file's 'frame' attribute")
     parsed = parse_frame(frame)
     track = str(attrs.get("track") or track or (parsed[1] if parsed else "")).upper()
     if track not in ("A", "D"):

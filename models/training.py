@@ -36,6 +36,12 @@ class TrainConfig:
     input_dropout: float = 0.15
     val_fraction: float = 0.2
     train_pixels: int = 20_000  # shared model: the seeded sample of pixels the network is fitted on
+    # A pass (the unit of early stopping) draws at least this many pixel series, cycling the
+    # training pixels: 0 = each once. A frame larger than train_pixels trains on its sample with
+    # sample_pass_pixels, so the sample gets as many gradient steps per pass as a large frame's
+    # every pixel would (without it, a 20,000-pixel sample stops after a few hundred steps).
+    pass_pixels: int = 0
+    sample_pass_pixels: int = 262_144
     calibration_pixels: int = 100_000  # seeded sample behind the common mode, sigma calibration and g(m) while fitting
     seed: int = 0
 
@@ -102,8 +108,9 @@ def train_one(
     bar = tqdm(range(cfg.max_passes), desc=f"train {cfg.kind} K={layers} S={hidden}", disable=not progress, leave=False)
     for p in bar:
         net.train()
-        order = torch.randperm(n_pix, generator=gen).to(device) if not per_pixel else None
-        for start in range(0, n_pix, batch):
+        reps = max(1, -(-cfg.pass_pixels // n_pix))
+        order = torch.cat([torch.randperm(n_pix, generator=gen) for _ in range(reps)]).to(device) if not per_pixel else None
+        for start in range(0, n_pix * (1 if per_pixel else reps), batch):
             idx = order[start : start + batch] if order is not None else None
             xb = x_all[:n_fit, idx] if idx is not None else x_all[:n_fit]
             hide = torch.rand(xb.shape, generator=gen).to(device) < cfg.input_dropout

@@ -42,6 +42,7 @@ class _Frame:
     buffer: dict[str, bytes] = field(default_factory=dict)
     buffer_tiles: dict[str, list[bytes]] = field(default_factory=dict)
     committed_version: str | None = None
+    failed: dict[str, Any] | None = None
 
     def has_data(self) -> bool:
         return self.model is not None or self.state is not None or bool(self.buffer)
@@ -207,3 +208,16 @@ class MemoryStateStore(StateStore):
     def delete_frame(self, frame: str) -> None:
         with self._lock:
             self._frames.pop(check_frame(frame), None)
+
+    def mark_failed(self, frame: str, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._get(frame).failed = json.loads(json.dumps(record))
+
+    def failed(self, frame: str) -> dict[str, Any] | None:
+        with self._lock:
+            rec = self._peek(frame).failed
+            return None if rec is None else dict(rec)
+
+    def clear_failed(self, frame: str) -> None:
+        with self._lock:
+            self._peek(frame).failed = None

@@ -22,6 +22,8 @@ a frame lives in one slot and one script may touch them all; ``V`` = a tile vers
 ``ladsdin:{F}:outbox:messages``     hash     id -> packed message (see ``pack_message``)
 ``ladsdin:{F}:buffer``              hash     epoch ``YYYY-MM-DD`` -> buffered event blob
 ``ladsdin:{F}:buffer:tile:E:i``     string   one tile of a buffered epoch's data
+``ladsdin:{F}:failed``              string   JSON failure record of a parked frame (absent:
+                                             not parked)
 ``ladsdin:frames``                  set      names of frames ever written (until deleted)
 =================================== ======== ==============================================
 
@@ -348,6 +350,20 @@ class RedisStateStore(StateStore):
                 pipe.exists(*(self.key(name, n) for n in ("model", "state", "buffer")))
             counts = pipe.execute()
         return [n for n, c in zip(names, counts) if c]
+
+    def mark_failed(self, frame: str, record: dict[str, Any]) -> None:
+        with self._guard(f"mark_failed({frame})"):
+            self.register_frame(frame)
+            self._r.set(self.key(frame, "failed"), json.dumps(record))
+
+    def failed(self, frame: str) -> dict[str, Any] | None:
+        with self._guard(f"failed({frame})"):
+            raw = self._r.get(self.key(frame, "failed"))
+        return None if raw is None else json.loads(raw)
+
+    def clear_failed(self, frame: str) -> None:
+        with self._guard(f"clear_failed({frame})"):
+            self._r.delete(self.key(frame, "failed"))
 
     def delete_frame(self, frame: str) -> None:
         check_frame(frame)

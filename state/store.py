@@ -315,3 +315,16 @@ class StateStore(ABC):
     @abstractmethod
     def delete_frame(self, frame: str) -> None:
         """Remove everything stored for the frame (tests, operations)."""
+
+    @abstractmethod
+    def mark_failed(self, frame: str, record: dict[str, Any]) -> None:
+        """Park the frame: its bootstrap failed on its data (``record``: reason, detail, when).
+        Its events go to the DLQ until :meth:`clear_failed` (``ladsdin frames reset``)."""
+
+    @abstractmethod
+    def failed(self, frame: str) -> dict[str, Any] | None:
+        """The frame's failure record, or None when it is not parked."""
+
+    @abstractmethod
+    def clear_failed(self, frame: str) -> None:
+        """Un-park the frame (its buffer is kept: the next event retries the bootstrap)."""

@@ -22,18 +22,24 @@ SUMMARY_SCHEMA = "ladsdin.epoch-summaries.v1"
 DLQ_SCHEMA = "licsar.epochs.v1.dlq"
 #: The DLQ's machine-readable reasons (the enum of ``licsar.epochs.v1.dlq.json``).
 REASONS = ("invalid_json", "schema_violation", "grid_mismatch", "all_nan", "out_of_order", "unknown_frame",
-           "uri_missing", "uri_disallowed", "sha256_mismatch", "oversize", "unreadable_data", "duplicate")
+           "uri_missing", "uri_disallowed", "sha256_mismatch", "oversize", "unreadable_data", "duplicate",
+           "out_of_range", "frame_failed", "processing_error")
+#: The first Sentinel-1 acquisition (S1A): no LiCSAR epoch is older.
+S1_ERA_START = "2014-04-03"
 _DETAIL_CHARS = 400
 
 
 class EventError(ValueError):
-    """A bad epoch event. ``reason`` is one of :data:`REASONS`; the message says what to fix."""
+    """A bad epoch event. ``reason`` is one of :data:`REASONS`; the message says what to fix.
+    ``transient``: the cause may pass (a data object not there yet, an I/O error), so the
+    worker retries before the event counts as bad."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, *, transient: bool = False) -> None:
         if reason not in REASONS:
             raise ValueError(f"DLQ reason {reason!r} is not one of {', '.join(REASONS)}")
         super().__init__(detail)
         self.reason = reason
+        self.transient = transient
 
 
 @functools.lru_cache(maxsize=None)
@@ -76,6 +82,41 @@ def check_names(frame: str, track: str, epoch: str) -> None:
         raise EventError("schema_violation", f"frame {frame} is track {frame[3]} by its ID but the event says track {track}")
     if not (isinstance(epoch, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", epoch) and _is_date(epoch)):
         raise EventError("schema_violation", f"epoch {epoch!r}: use a real date YYYY-MM-DD")
+
+
+#: Pixel spacing limits, degrees: LiCSAR posts at 0.001 deg (about 100 m); anything outside
+#: these is a units mistake (metres or radians) or garbage.
+MIN_SPACING_DEG, MAX_SPACING_DEG = 1e-5, 1.0
+
+
+def check_bounds(event: dict[str, Any], *, latest_epoch: str, max_pixels: int) -> None:
+    """EventError(out_of_range) for an epoch outside the Sentinel-1 era (S1_ERA_START to
+    ``latest_epoch``) or a grid off the Earth, with an implausible spacing, or over ``max_pixels``.
+
+    Checked before anything is allocated: a far date would make the calendar allocate, a huge
+    grid the decoder.
+    """
+    epoch = event["epoch"]
+    if not S1_ERA_START <= epoch <= latest_epoch:
+        raise EventError("out_of_range", f"epoch {epoch} is outside the Sentinel-1 era ({S1_ERA_START} to {latest_epoch}, "
+                         "today plus LADSDIN_EPOCH_MARGIN_DAYS); check the date")
+    g = event["grid"]
+    n_px = int(g["n_lat"]) * int(g["n_lon"])
+    if n_px > max_pixels:
+        raise EventError("out_of_range", f"grid {g['n_lat']}x{g['n_lon']} = {n_px} pixels exceeds LADSDIN_MAX_FRAME_PIXELS={max_pixels}")
+    for axis, lo, hi in (("lat", -90.0, 90.0), ("lon", -180.0, 360.0)):
+        step, first = float(g[f"d{axis}"]), float(g[f"{axis}0"])
+        if not MIN_SPACING_DEG <= abs(step) <= MAX_SPACING_DEG:
+            raise EventError("out_of_range", f"grid d{axis}={step} degrees: the spacing must be {MIN_SPACING_DEG:g} to "
+                             f"{MAX_SPACING_DEG:g} degrees in magnitude (LiCSAR posts at 0.001)")
+        last = first + step * (int(g[f"n_{axis}"]) - 1)
+        if not (lo <= min(first, last) and max(first, last) <= hi):
+            raise EventError("out_of_range", f"grid {axis} runs {first:g}..{last:g} degrees, outside {lo:g}..{hi:g}")
+
+
+def latest_epoch(margin_days: int) -> str:
+    """The latest epoch date accepted now: today (UTC) plus ``margin_days``."""
+    return (dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=margin_days)).isoformat()
 
 
 def _is_date(text: str) -> bool:

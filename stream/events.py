@@ -14,7 +14,11 @@ from typing import Any
 import numpy as np
 
 from ladsdin.models.cube import SIGN, UNITS
-from ladsdin.stream.contracts import EPOCH_SCHEMA, EventError, check_names, utc_now, validate
+from ladsdin.stream.contracts import EPOCH_SCHEMA, EventError, check_bounds, check_names, latest_epoch, utc_now, validate
+
+#: Defaults of the worker's bounds (Settings.epoch_margin_days and Settings.max_frame_pixels).
+EPOCH_MARGIN_DAYS = 30
+MAX_FRAME_PIXELS = 16_000_000
 
 
 def grid_from_coords(lat: np.ndarray, lon: np.ndarray) -> dict[str, Any]:
@@ -84,8 +88,10 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def parse_epoch_event(raw: bytes, *, max_bytes: int) -> dict[str, Any]:
-    """Decode and validate one message value; EventError(oversize | invalid_json | schema_violation)."""
+def parse_epoch_event(raw: bytes, *, max_bytes: int, epoch_margin_days: int = EPOCH_MARGIN_DAYS,
+                      max_pixels: int = MAX_FRAME_PIXELS) -> dict[str, Any]:
+    """Decode and validate one message value, bounds included (:func:`check_bounds`);
+    EventError(oversize | invalid_json | schema_violation | out_of_range)."""
     if len(raw) > max_bytes:
         raise EventError("oversize", f"event of {len(raw)} bytes exceeds LADSDIN_MAX_MESSAGE_BYTES={max_bytes}; "
                          "send large maps by reference (data.uri) rather than inline")
@@ -102,5 +108,6 @@ def parse_epoch_event(raw: bytes, *, max_bytes: int) -> dict[str, Any]:
     prefix = f"{event['frame']}:{event['epoch']}:"
     if not event["event_id"].startswith(prefix):
         raise EventError("schema_violation", f"event_id {event['event_id']!r} must start with {prefix!r}")
+    check_bounds(event, latest_epoch=latest_epoch(epoch_margin_days), max_pixels=max_pixels)
     return event
 

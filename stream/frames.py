@@ -30,6 +30,11 @@ from ladsdin.state.store import StateStore
 log = logging.getLogger(__name__)
 
 
+class BootstrapRaced(RuntimeError):
+    """Another worker committed the frame's first state while this one bootstrapped: not the
+    data's fault; this worker uses the winner's model."""
+
+
 def grid_coords(grid: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Pixel-centre lat (n_lat,) and lon (n_lon,) of an event's grid description."""
     lat = grid["lat0"] + grid["dlat"] * np.arange(grid["n_lat"])
@@ -107,7 +112,7 @@ def bootstrap_from_buffer(store: StateStore, frame: str, cfg: DetectConfig, devi
         blob = encode_state(state)
         state_bytes += len(blob)
         if not store.put_state_tile(frame, version, i, blob):
-            raise RuntimeError(f"frame {frame}: another worker committed a state while this one bootstrapped; it will use that one")
+            raise BootstrapRaced(f"frame {frame}: another worker committed a state while this one bootstrapped; it will use that one")
 
     a_p = frame_pixel_area(lat, abs(last["grid"]["dlat"]), abs(last["grid"]["dlon"]))
     model = bootstrap_frame(read, tiling, prep.lat, prep.lon, prep.train_calendar, a_p, cfg, device, save)

@@ -87,6 +87,9 @@ class MetricsRecorder:
     def bootstrapped(self, frame: str, seconds: float) -> None:
         """A frame's model was trained in ``seconds``."""
 
+    def bootstrap_failed(self, frame: str) -> None:
+        """A frame's bootstrap failed on its data: the frame is parked."""
+
     def scored(self, frame: str, *, epoch: str, c_k: int, n_a: int, n_valid: int, largest_px: int,
                pixel_area_km2: float, n_alerts: int, latency_s: float, state_bytes: int) -> None:
         """A scored epoch was committed (its alerts and summary are in the outbox)."""
@@ -144,6 +147,8 @@ class PrometheusMetrics(MetricsRecorder):
         self.bootstrap_seconds = Histogram("ladsdin_model_bootstrap_duration_seconds", "Wall time of training a frame's model.",
                                            buckets=BOOTSTRAP_BUCKETS, registry=r)
         self.bootstraps = Counter("ladsdin_model_bootstraps_total", "Frame models trained (bootstrapped), per frame.", ["frame"], registry=r)
+        self.bootstrap_failures = Counter("ladsdin_model_bootstrap_failures_total", "Bootstraps that failed on the frame's data (the frame is "
+                                          "parked: its events go to the DLQ as frame_failed until `ladsdin frames reset`).", ["frame"], registry=r)
         # -- science (per frame, the last scored epoch) -------------------------------------
         self.c_k = Gauge("ladsdin_epoch_anomalous_pixels", "C_k: anomalous pixels of the last scored epoch (eq. 4).", ["frame"], registry=r)
         self.n_a = Gauge("ladsdin_epoch_n_a_pixels", "N_a: the temporal screen's pixel count (eq. 5).", ["frame"], registry=r)
@@ -234,6 +239,9 @@ class PrometheusMetrics(MetricsRecorder):
         self.bootstraps.labels(frame).inc()
         self.bootstrap_seconds.observe(seconds)
         self._frame(frame)["buffered_epochs"].set(0)
+
+    def bootstrap_failed(self, frame: str) -> None:
+        self.bootstrap_failures.labels(frame).inc()
 
     def scored(self, frame: str, *, epoch: str, c_k: int, n_a: int, n_valid: int, largest_px: int,
                pixel_area_km2: float, n_alerts: int, latency_s: float, state_bytes: int) -> None:

@@ -56,7 +56,7 @@ def resolve_uri(uri: str, allowed_roots: Sequence[Path]) -> Path:
         raise EventError("uri_disallowed", f"{uri} resolves to {real}, outside the allowed roots "
                          f"{[str(r) for r in roots]}; add its directory to LADSDIN_ALLOWED_URI_ROOTS")
     if not real.exists():
-        raise EventError("uri_missing", f"{uri}: no such file ({real}); publish the object before its event")
+        raise EventError("uri_missing", f"{uri}: no such file ({real}); publish the object before its event", transient=True)
     return real
 
 
@@ -94,11 +94,36 @@ def _displacement(ds: Any, uri: str, grid: Mapping[str, Any]) -> np.ndarray:
     units = str(var.attrs.get("units", UNITS)).strip().lower()
     if var.ndim != 2 or units != UNITS:
         raise EventError("unreadable_data", f"{uri}: 'displacement' has dims {var.dims} in {units!r}; need (lat, lon) in mm")
+    # the declared shape and type, before a value is read: a few KB of sparse HDF5 can declare
+    # gigabytes, and a string or compound variable is no map
+    want = (int(grid["n_lat"]), int(grid["n_lon"]))
+    if tuple(var.shape) != want:
+        raise EventError("grid_mismatch", f"{uri}: 'displacement' is declared {tuple(var.shape)}, the event grid says {want}")
+    if var.dtype.kind not in "fiu" or var.dtype.itemsize > 8:
+        raise EventError("unreadable_data", f"{uri}: 'displacement' has type {var.dtype}; need float32 (or another real number type)")
     for axis in ("lat", "lon"):  # a map written on another grid than the event announces
-        c = np.asarray(var.coords[axis]) if axis in var.coords else np.empty(0)
-        if c.size == grid[f"n_{axis}"] and abs(c[0] - grid[f"{axis}0"]) > 1e-2 * abs(grid[f"d{axis}"]):
+        c = np.asarray(var.coords[axis]) if axis in var.coords and var.coords[axis].size == want[axis == "lon"] else np.empty(0)
+        if c.size and not (np.isfinite(c[0]) and abs(c[0] - grid[f"{axis}0"]) <= 1e-2 * abs(grid[f"d{axis}"])):
             raise EventError("grid_mismatch", f"{uri}: first {axis} {c[0]} differs from the event's {axis}0 {grid[f'{axis}0']}")
     return np.asarray(var.values)
+
+
+def _check_store(path: Path, limit: int, uri: str) -> None:
+    """A Zarr directory store: every entry a plain file or folder inside it (no symlink out of
+    it, no device or FIFO), and at most ``limit`` bytes in all."""
+    total, root = 0, Path(os.path.realpath(path))
+    for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            real = Path(os.path.realpath(p))
+            if real != root and not real.is_relative_to(root):
+                raise EventError("uri_disallowed", f"{uri}: {p.relative_to(path)} links to {real}, outside the store")
+            if name in filenames:
+                if not real.is_file():
+                    raise EventError("unreadable_data", f"{uri}: {p.relative_to(path)} is not a regular file")
+                total += real.stat().st_size
+                if total > limit:
+                    raise EventError("oversize", f"{uri}: the store holds over {limit} bytes (the grid's limit)")
 
 
 def _read_object(path: Path, fmt: str, sha256: str, grid: Mapping[str, Any], uri: str) -> np.ndarray:
@@ -106,17 +131,23 @@ def _read_object(path: Path, fmt: str, sha256: str, grid: Mapping[str, Any], uri
 
     n_pixels = grid["n_lat"] * grid["n_lon"]
     limit = _OBJECT_BYTES_PER_PIXEL * n_pixels + _OBJECT_OVERHEAD_BYTES
-    if fmt == "netcdf":
-        if not path.is_file():
-            raise EventError("unreadable_data", f"{uri}: format netcdf needs a file, {path} is not one")
-        if path.stat().st_size > limit:
-            raise EventError("oversize", f"{uri}: {path.stat().st_size} bytes for {n_pixels} pixels (limit {limit})")
-        blob = path.read_bytes()  # hash and decode the same bytes: no swap in between
-        digest = hashlib.sha256(blob).hexdigest()
-    else:
-        if not path.is_dir():
-            raise EventError("unreadable_data", f"{uri}: format zarr needs a directory store, {path} is not one")
-        digest = object_sha256(path)
+    try:
+        if fmt == "netcdf":
+            if not path.is_file():
+                raise EventError("unreadable_data", f"{uri}: format netcdf needs a file, {path} is not one")
+            if path.stat().st_size > limit:
+                raise EventError("oversize", f"{uri}: {path.stat().st_size} bytes for {n_pixels} pixels (limit {limit})")
+            blob = path.read_bytes()  # hash and decode the same bytes: no swap in between
+            digest = hashlib.sha256(blob).hexdigest()
+        else:
+            if not path.is_dir():
+                raise EventError("unreadable_data", f"{uri}: format zarr needs a directory store, {path} is not one")
+            _check_store(path, limit, uri)
+            digest = object_sha256(path)
+    except PermissionError as exc:  # permanent: this worker may not read it
+        raise EventError("unreadable_data", f"{uri}: permission denied ({exc.strerror}); let the worker's user read the object") from None
+    except OSError as exc:  # an I/O error or a file vanishing mid-read: may pass, retried
+        raise EventError("unreadable_data", f"{uri}: I/O error reading the object ({type(exc).__name__}: {exc})", transient=True) from None
     if digest != sha256:
         raise EventError("sha256_mismatch", f"{uri}: sha256 {digest} differs from the event's {sha256}; "
                          "republish the event after the object is complete")

@@ -46,11 +46,11 @@ from ladsdin.models.training import TrainConfig
 from ladsdin.state.codec import StateFormatError, read_header
 from ladsdin.state.frame_model import decode_state, decode_state_manifest, encode_state, encode_state_manifest
 from ladsdin.state.store import OutboxMessage, StateStore
-from ladsdin.stream.frames import LoadedModel, bootstrap_from_buffer, buffer_epoch, load_model
+from ladsdin.stream.frames import BootstrapRaced, LoadedModel, bootstrap_from_buffer, buffer_epoch, load_model
 from ladsdin.stream.contracts import EventError
 from ladsdin.stream.dlq import dlq_record
 from ladsdin.stream.events import parse_epoch_event
-from ladsdin.stream.objects import load_epoch_data
+from ladsdin.stream.failures import fetch_with_retries, is_infrastructure
 from ladsdin.stream.metrics import MetricsRecorder
 from ladsdin.stream.settings import Settings
 
@@ -103,10 +103,14 @@ class EpochProcessor:
         m.event_started()
         frame = epoch = None
         try:
-            event = parse_epoch_event(raw, max_bytes=self.settings.max_message_bytes)
+            s = self.settings
+            event = parse_epoch_event(raw, max_bytes=s.max_message_bytes, epoch_margin_days=s.epoch_margin_days, max_pixels=s.max_frame_pixels)
             frame, epoch = event["frame"], event["epoch"]
-            if self.settings.frames and frame not in self.settings.frames:
-                raise EventError("unknown_frame", f"frame {frame} is not served here (LADSDIN_FRAMES lists {len(self.settings.frames)} frames)")
+            if s.frames and frame not in s.frames:
+                raise EventError("unknown_frame", f"frame {frame} is not served here (LADSDIN_FRAMES lists {len(s.frames)} frames)")
+            if (parked := self.store.failed(frame)) is not None:
+                raise EventError("frame_failed", f"frame {frame} is parked since {parked.get('at')} ({parked.get('detail')}); its events "
+                                 f"wait here: fix the data, run `ladsdin frames reset {frame}`, then replay them from the DLQ")
             try:
                 with m.stage("model_load"):
                     model = self._model(frame)
@@ -123,14 +127,33 @@ class EpochProcessor:
             m.frame_event(frame, self.cfg.step_days * 86400.0)
         except EventError as exc:
             log.warning("rejected event %s/%s@%s (frame %s, epoch %s): %s: %s", topic, partition, offset, frame, epoch, exc.reason, exc)
-            record = dlq_record(raw, exc.reason, str(exc), topic, partition, offset, key=frame.encode() if frame else None,
-                                max_payload_bytes=min(self.settings.dlq_max_payload_bytes, self.settings.max_message_bytes))
-            msg = OutboxMessage(f"dlq:{topic}:{partition}:{offset}", self.settings.dlq_topic, frame or "", json.dumps(record).encode())
-            out = Outcome("rejected", frame, epoch, exc.reason, [msg])
-            m.rejected(exc.reason)
+            out = self._reject(raw, exc, frame, epoch, topic, partition, offset)
+        except Exception as exc:  # noqa: BLE001 - sorted below: the event's content, or the infrastructure
+            if is_infrastructure(exc):
+                raise  # the worker exits for a restart and this event is read again
+            # The event passed every check and still broke something deeper (a decoder, the
+            # model): retrying it would crash-loop the partition, so it goes to the DLQ. No state
+            # changed: scoring discards its unfinished version, and only a commit changes state.
+            log.error("event %s/%s@%s (frame %s, epoch %s) failed inside processing; sent to the DLQ", topic, partition, offset,
+                      frame, epoch, exc_info=True)
+            detail = f"{type(exc).__name__}: {exc}"[:300]
+            out = self._reject(raw, EventError("processing_error", f"{detail} (the worker log has the traceback)"), frame, epoch, topic,
+                               partition, offset)
         out.seconds = time.perf_counter() - t0
         m.event_finished(out.status, out.seconds)
         return out
+
+    def _reject(self, raw: bytes, exc: EventError, frame: str | None, epoch: str | None, topic: str, partition: int,
+                offset: int) -> Outcome:
+        record = dlq_record(raw, exc.reason, str(exc), topic, partition, offset, key=frame.encode() if frame else None,
+                            max_payload_bytes=min(self.settings.dlq_max_payload_bytes, self.settings.max_message_bytes))
+        msg = OutboxMessage(f"dlq:{topic}:{partition}:{offset}", self.settings.dlq_topic, frame or "", json.dumps(record).encode())
+        self.metrics.rejected(exc.reason)
+        return Outcome("rejected", frame, epoch, exc.reason, [msg])
+
+    def _fetch(self, event: dict[str, Any], expected: dict[str, Any] | None) -> np.ndarray:
+        with self.metrics.stage("fetch"):
+            return fetch_with_retries(event, self.roots, expected, self.settings.data_retries, self.settings.data_retry_backoff_s)
 
     # -- known frames ----------------------------------------------------------------------
     def _model(self, frame: str) -> LoadedModel | None:
@@ -176,8 +199,7 @@ class EpochProcessor:
         if slot <= current["slot"]:
             raise EventError("out_of_order", f"epoch {epoch} falls in calendar slot {slot}, not after the last applied slot {current['slot']} ({cursor})")
         expected = {k: loaded.event_grid[k] for k in ("n_lat", "n_lon", "lat0", "lon0", "dlat", "dlon")}
-        with m.stage("fetch"):
-            obs = load_epoch_data(event, self.roots, expected)
+        obs = self._fetch(event, expected)
         t = loaded.downsample
         obs = obs[::t, ::t] if t > 1 else obs
         n = model.tiling.n_tiles
@@ -286,8 +308,7 @@ class EpochProcessor:
             if len(known) >= self.settings.min_history_epochs:
                 # redelivered after a crash inside the bootstrap it had triggered: bootstrap now,
                 # or this epoch would end up in the training of a later, larger bootstrap
-                self.bootstrap(frame)
-                return Outcome("bootstrapped", frame, epoch)
+                return self._bootstrap_or_park(frame, epoch)
             return Outcome("duplicate", frame, epoch)
         if known and epoch < known[-1]:
             raise EventError("out_of_order", f"epoch {epoch} of new frame {frame} is older than the last buffered epoch {known[-1]}")
@@ -296,16 +317,39 @@ class EpochProcessor:
             first_grid = read_header(first)[0]["grid"] if first is not None else event["grid"]
             if first_grid != event["grid"]:
                 raise EventError("grid_mismatch", f"grid {event['grid']} differs from the frame's grid {first_grid}")
-        with self.metrics.stage("fetch"):
-            data = load_epoch_data(event, self.roots, None)
+        if len(known) >= self.settings.max_buffer_epochs:
+            raise self._park(frame, epoch, "buffer_full", f"the buffer holds {len(known)} epochs (LADSDIN_MAX_BUFFER_EPOCHS="
+                             f"{self.settings.max_buffer_epochs}) and the frame never bootstrapped")
+        data = self._fetch(event, None)
         buffer_epoch(self.store, frame, epoch, event, data, self.cfg)
         if len(known) + 1 < self.settings.min_history_epochs:
             self._buffering.add(frame)
             self.metrics.buffered(frame, len(known) + 1)
             self._track()
             return Outcome("buffered", frame, epoch)
-        self.bootstrap(frame)
-        return Outcome("bootstrapped", frame, epoch)
+        return self._bootstrap_or_park(frame, epoch)
+
+    def _bootstrap_or_park(self, frame: str, epoch: str) -> Outcome:
+        """Bootstrap; a failure caused by the frame's data parks the frame (it would fail again)."""
+        try:
+            self.bootstrap(frame)
+            return Outcome("bootstrapped", frame, epoch)
+        except BootstrapRaced as exc:  # another worker bootstrapped first: its model and state stand
+            log.info("%s", exc)
+            return Outcome("duplicate", frame, epoch)
+        except Exception as exc:  # noqa: BLE001 - sorted: infrastructure re-raised, the data's fault parks the frame
+            if is_infrastructure(exc):
+                raise
+            log.error("frame %s: the bootstrap failed on its data", frame, exc_info=True)
+            raise self._park(frame, epoch, "bootstrap", f"{type(exc).__name__}: {exc}"[:300]) from None
+
+    def _park(self, frame: str, epoch: str, reason: str, detail: str) -> EventError:
+        self.store.mark_failed(frame, {"reason": reason, "detail": detail, "epoch": epoch, "at": _now_iso()})
+        self.metrics.bootstrap_failed(frame)
+        self._buffering.discard(frame)
+        self._track()
+        return EventError("frame_failed", f"frame {frame} is parked ({reason}: {detail}); fix the data, run `ladsdin frames reset {frame}`, "
+                          "then replay its events from the DLQ")
 
     def _track(self) -> None:
         self.metrics.frames_tracked(len(self._buffering - self._scoring), len(self._scoring))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EPOCHS_TOPIC = "licsar.epochs.v1"
@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     inline_max_pixels: int = Field(65_536, ge=0, description="frames up to this many pixels may travel inline in the event")
     max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest event accepted (bytes)")
 
+    epoch_margin_days: int = Field(30, ge=0, le=3660, description="epochs dated later than today plus this many days go to the DLQ (out_of_range); the earliest accepted is 2014-04-03, Sentinel-1's first")
+    max_frame_pixels: int = Field(16_000_000, ge=1, description="largest event grid accepted, pixels (a full LiCSAR frame is up to ~7.5 M)")
+    max_buffer_epochs: int = Field(200, ge=1, description="epochs a new frame may hold in its pre-bootstrap buffer; beyond it the frame is marked failed")
+    data_retries: int = Field(3, ge=0, le=20, description="retries of a data object that is missing or fails with an I/O error, before the event goes to the DLQ")
+    data_retry_backoff_s: float = Field(0.5, ge=0, le=60, description="first wait before a data retry, seconds (doubled each retry)")
     frames: tuple[str, ...] = Field((), description="frames this deployment serves (JSON list); empty = every frame. Others go to the DLQ as unknown_frame")
     dlq_max_payload_bytes: int = Field(1024 * 1024, ge=0, description="the original payload kept in a DLQ record is cut to this size")
 
@@ -78,3 +83,10 @@ class Settings(BaseSettings):
     def topics(self) -> tuple[str, str, str, str]:
         """The four topics the product uses: epochs, alerts, summaries, DLQ."""
         return (self.epochs_topic, self.alerts_topic, self.summaries_topic, self.dlq_topic)
+
+    @model_validator(mode="after")
+    def _buffer_holds_the_history(self) -> Settings:
+        if self.max_buffer_epochs < self.min_history_epochs:
+            raise ValueError(f"LADSDIN_MAX_BUFFER_EPOCHS={self.max_buffer_epochs} is below LADSDIN_MIN_HISTORY_EPOCHS="
+                             f"{self.min_history_epochs}: a new frame could never bootstrap")
+        return self

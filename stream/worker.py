@@ -129,10 +129,13 @@ def run_worker(settings: Settings, bootstrap: str, redis_url: str, loglevel: str
     """Run the worker until it is stopped (SIGTERM/SIGINT).
 
     Its four topics are created first when missing (a no-op where they exist): a consumer that
-    subscribes before its topic exists may never be assigned a partition.
+    subscribes before its topic exists may never be assigned a partition. Redis is pinged
+    first: StoreUnavailable (Redis) or KafkaError (the broker) at start means an unreachable
+    service, which ``ladsdin worker`` answers with one line and status 75.
     """
     from ladsdin.stream.topics import create_topics
 
+    RedisStateStore(redis_url).ping()
     created = create_topics(bootstrap, settings.topics)
     if created:
         log.info("created topics %s", created)

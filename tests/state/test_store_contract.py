@@ -451,3 +451,17 @@ def test_redis_tile_keys_share_the_frame_slot_and_nothing_is_left_behind(redis_s
     assert not [k for k in r.scan_iter(match="*buffer*")]
     redis_store.delete_frame(F)
     assert [k.decode() for k in r.scan_iter(count=1000)] == []
+
+
+def test_a_parked_frame_keeps_its_record_until_cleared_and_deleted(store):
+    assert store.failed(F) is None
+    store.buffer_epoch(F, E1, b"epoch-1")
+    rec = {"reason": "bootstrap", "detail": "ValueError: no pixel is modelled", "at": "2026-12-07T00:00:00Z"}
+    store.mark_failed(F, rec)
+    assert store.failed(F) == rec and store.failed(G) is None
+    assert store.buffered_epoch_names(F) == [E1]  # parking keeps the buffer for a retry
+    store.clear_failed(F)
+    assert store.failed(F) is None and store.buffered_epoch_names(F) == [E1]
+    store.mark_failed(F, rec)
+    store.delete_frame(F)
+    assert store.failed(F) is None
