@@ -72,7 +72,7 @@ def test_downsample_models_every_t_th_pixel_like_detect(frame):
 def test_buffered_epochs_are_stored_in_tiles(frame):
     cube, _, _, events = frame
     store = MemoryStateStore()
-    s = Settings(data_root=frame[2], min_history_epochs=1000, seismic_area_km2=AREA, state_tile=32)
+    s = Settings(data_root=frame[2], min_history_epochs=1000, max_buffer_epochs=1000, seismic_area_km2=AREA, state_tile=32)
     proc = EpochProcessor(store, s, CPU)
     for raw in events[:3]:
         assert proc.process(raw).status == "buffered"
@@ -128,6 +128,6 @@ def test_a_frame_stored_in_an_older_format_starts_over_instead_of_crash_looping(
     cube, _, root, events = frame
     store = MemoryStateStore()
     store.put_model(cube.attrs["frame"], b"not a model this version reads", version="ladsdin-0", config_hash="x")
-    s = Settings(data_root=root, min_history_epochs=1000, seismic_area_km2=AREA)
+    s = Settings(data_root=root, min_history_epochs=1000, max_buffer_epochs=1000, seismic_area_km2=AREA)
     out = EpochProcessor(store, s, CPU).process(events[0])
     assert out.status == "buffered" and store.model_version(cube.attrs["frame"]) is None
