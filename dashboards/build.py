@@ -166,6 +166,11 @@ def operations() -> Dashboard:
         (ts("Worker memory", "Resident set size per worker.", "bytes", q(f"process_resident_memory_bytes{{{JOB}}}", "{{instance}}")), 12),
         (ts("Worker CPU", "CPU seconds per second per worker.", "percentunit",
             q(f"rate(process_cpu_seconds_total{{{JOB}}}[$__rate_interval])", "{{instance}}")), 12),
+        (stat("Epochs re-applied (Redis behind Kafka)", "Re-read events the store had lost after Kafka committed them (an AOF everysec "
+              "restart, an asynchronous failover), applied again by the reconciliation after a start or rebalance.", "none",
+              q("sum(ladsdin_reconcile_recovered_events_total)", instant=True)), 12),
+        (stat("Failed bootstraps (parked frames)", "Bootstraps that failed on the frame's data; `ladsdin frames` lists the parked frames.",
+              "none", q("sum(ladsdin_model_bootstrap_failures_total) or vector(0)", instant=True)), 12),
     ):
         d = d.with_panel(L.place(panel, w))
     return d

@@ -84,6 +84,18 @@ def _tile_arrays(tiling: Tiling, i: int, t: TileModel) -> dict[str, np.ndarray]:
             "sigma": np.asarray(t.sigma, np.float32)}
 
 
+def _weights_version(named: Any, base: str, content: str) -> str:
+    """The model's version: a name given in ``info`` as is, else the trainer's version (network,
+    configuration) with the content hash of the weights and per-pixel arrays, so two fits of
+    one frame that differ in any weight never share a version (fencing, DESIGN.md §3)."""
+    if named:
+        return str(named)
+    suffix = f"/w{content}"
+    if not base:
+        return content
+    return base if base.endswith(suffix) else f"{base}{suffix}"
+
+
 def encode_model(model: FrameModel, info: Mapping[str, Any] | None = None) -> tuple[bytes, list[bytes]]:
     """Serialise a fitted, tiled frame model: (manifest blob, one blob per tile)."""
     fc, tiling = model.forecaster, model.tiling
@@ -115,7 +127,7 @@ def encode_model(model: FrameModel, info: Mapping[str, Any] | None = None) -> tu
         "report": fc.report,
         "config_hash": _hash({**config, "info": dict(info or {})}),
         "content_hash": content,
-        "model_version": str((info or {}).get("model_version") or model.model_version or content),
+        "model_version": _weights_version((info or {}).get("model_version"), model.model_version, content),
     }
     blobs = [encode_arrays(a, {"kind": TILE_MODEL_KIND, "schema": MODEL_SCHEMA, "tile": i}) for i, a in enumerate(tiles)]
     return encode_arrays(arrays, meta), blobs
@@ -207,18 +219,20 @@ def decode_state(blob: bytes, device: torch.device) -> PixelState:
                       last_step=_tensor(arrays["last_step"], device))
 
 
-def encode_state_manifest(version: str, n_tiles: int, slot: int) -> bytes:
-    """The small blob that names a committed state version."""
-    return encode_arrays({}, {"kind": STATE_MANIFEST_KIND, "schema": MODEL_SCHEMA, "version": version, "tiles": int(n_tiles), "slot": int(slot)})
+def encode_state_manifest(version: str, n_tiles: int, slot: int, model: str = "") -> bytes:
+    """The small blob that names a committed state version and the model version it was made with."""
+    return encode_arrays({}, {"kind": STATE_MANIFEST_KIND, "schema": MODEL_SCHEMA, "version": version, "tiles": int(n_tiles), "slot": int(slot),
+                              "model": str(model)})
 
 
 def decode_state_manifest(blob: bytes) -> dict[str, Any]:
-    """{"version", "tiles", "slot"} of a state manifest. Raises StateFormatError otherwise."""
+    """{"version", "tiles", "slot", "model"} of a state manifest ("model": "" when not recorded).
+    Raises StateFormatError otherwise."""
     arrays, meta = decode_arrays(blob)
     _require(arrays, meta, STATE_MANIFEST_KIND, ())
     if meta.get("schema") != MODEL_SCHEMA or not isinstance(meta.get("version"), str):
         raise StateFormatError(f"state manifest schema {meta.get('schema')} is not {MODEL_SCHEMA}; re-bootstrap the frame")
-    return {"version": meta["version"], "tiles": int(meta["tiles"]), "slot": int(meta["slot"])}
+    return {"version": meta["version"], "tiles": int(meta["tiles"]), "slot": int(meta["slot"]), "model": str(meta.get("model", ""))}
 
 
 def check_state_fits(model: FrameModel, i: int, state: PixelState) -> None:

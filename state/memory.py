@@ -15,6 +15,7 @@ from typing import Any
 
 from ladsdin.state.store import (
     BytesLike,
+    FrameBootstrapped,
     OutboxMessage,
     StateStore,
     TilesIncomplete,
@@ -145,6 +146,27 @@ class MemoryStateStore(StateStore):
                 f.outbox.setdefault(m.id, m)
             return True
 
+    def _apply_bootstrap(self, frame: str, epoch: str, model: bytes, model_version: str, config_hash: str, model_tiles: list[bytes],
+                         state: bytes, tiles: str, record: str, buffered: list[str]) -> bool:
+        with self._lock:
+            f = self._peek(frame)
+            if f.cursor is not None or sorted(f.buffer) != buffered or tiles not in f.versions:
+                log.info("frame %s: refused the bootstrap at %s (cursor %s, %d buffered epochs, %d trained on)", frame, epoch, f.cursor,
+                         len(f.buffer), len(buffered))
+                return False
+            if len(f.versions[tiles]) != version_tiles(tiles):
+                raise TilesIncomplete(f"state version {tiles} has {len(f.versions[tiles])} of {version_tiles(tiles)} tiles; write them all first")
+            tiles_id = new_version(len(model_tiles)) if model_tiles else ""
+            f = self._get(frame)
+            f.model = (model, {"version": model_version, "config_hash": config_hash, "saved_at": utc_now(), "tiles": tiles_id})
+            f.model_tiles = {tiles_id: list(model_tiles)} if model_tiles else {}
+            f.state, f.cursor, f.committed_version = state, epoch, tiles
+            f.versions = {tiles: f.versions[tiles]}
+            f.applied.append(record)
+            f.buffer.clear()
+            f.buffer_tiles.clear()
+            return True
+
     def applied_log(self, frame: str) -> list[dict[str, Any]]:
         with self._lock:
             records = list(self._peek(frame).applied)
@@ -169,6 +191,8 @@ class MemoryStateStore(StateStore):
             f = self._get(frame)
             if epoch in f.buffer:
                 return False
+            if f.cursor is not None:
+                raise FrameBootstrapped(f"frame {frame} is bootstrapped (cursor {f.cursor}): epoch {epoch} is scored, not buffered")
             f.buffer[epoch] = data
             f.buffer_tiles[epoch] = parts
             return True

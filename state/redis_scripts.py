@@ -89,6 +89,50 @@ retire_others(KEYS[2], KEYS[3], ARGV[5])
 return 1
 """
 
+#: The fenced end of a bootstrap: first model and first state in one step. KEYS: cursor, state,
+#: applied, state:versions, state:garbage, state:version, model, model:versions, model:garbage,
+#: buffer, then the state version's tile keys, the model tiles' keys and the buffered epochs' tile
+#: keys. ARGV: epoch, state blob, applied record, state version, model blob, model version,
+#: config hash, saved_at, model tiles id ('' = none), number of state tile keys, number of model
+#: tile keys, then the buffered epochs. Returns 1; 0 when the frame has a cursor (another worker
+#: bootstrapped), -3 when the buffer is not exactly the given epochs (one arrived meanwhile),
+#: -1 when the state version was discarded, -2 when a tile is missing.
+BOOTSTRAP_LUA = _HELPERS + """
+local err = check_types({'string', 'string', 'list', 'zset', 'zset', 'string', 'hash', 'zset', 'zset', 'hash'})
+if err then return err end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local n_epochs = #ARGV - 11
+if redis.call('HLEN', KEYS[10]) ~= n_epochs then return -3 end
+for i = 12, #ARGV do
+  if redis.call('HEXISTS', KEYS[10], ARGV[i]) == 0 then return -3 end
+end
+if not redis.call('ZSCORE', KEYS[4], ARGV[4]) then return -1 end
+local n_state, n_model = tonumber(ARGV[10]), tonumber(ARGV[11])
+for i = 11, 10 + n_state + n_model do
+  if redis.call('EXISTS', KEYS[i]) == 0 then return -2 end
+end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[6], ARGV[4])
+redis.call('RPUSH', KEYS[3], ARGV[3])
+retire_others(KEYS[4], KEYS[5], ARGV[4])
+redis.call('DEL', KEYS[7])
+redis.call('HSET', KEYS[7], 'blob', ARGV[5], 'version', ARGV[6], 'config_hash', ARGV[7], 'saved_at', ARGV[8], 'tiles', ARGV[9])
+retire_others(KEYS[8], KEYS[9], ARGV[9])
+redis.call('DEL', KEYS[10])
+for i = 11 + n_state + n_model, #KEYS do
+  redis.call('DEL', KEYS[i])
+end
+return 1
+"""
+
+#: Buffer one epoch of a frame that has no cursor yet (its tiles are written before). KEYS: cursor,
+#: buffer. ARGV: epoch, blob. Returns 1, 0 when already buffered, -1 when the frame has a cursor.
+BUFFER_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+return redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
+"""
+
 #: Give up an uncommitted state version. KEYS: state:versions, state:garbage, state:version.
 #: ARGV: version. Returns 1, or 0 when it is the committed version (kept).
 DISCARD_LUA = """

@@ -45,42 +45,24 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import redis
-from redis import exceptions as rexc
 
-from ladsdin.state.redis_scripts import COMMIT_LUA, DISCARD_LUA, MODEL_LUA, PUT_TILE_LUA, pack_message, unpack_message
-from ladsdin.state.store import (
-    PREFIX,
-    BytesLike,
-    OutboxMessage,
-    StateStore,
-    StoreUnavailable,
-    TilesIncomplete,
-    check_blob,
-    check_epoch,
-    check_frame,
-    check_tile,
-    new_version,
-    utc_now,
-    version_tiles,
-)
+from ladsdin.state.redis_errors import redact, unavailable_as
+from ladsdin.state.redis_scripts import (BOOTSTRAP_LUA, BUFFER_LUA, COMMIT_LUA, DISCARD_LUA, MODEL_LUA, PUT_TILE_LUA, pack_message,
+                                         unpack_message)
+from ladsdin.state.store import (PREFIX, BytesLike, FrameBootstrapped, OutboxMessage, StateStore, TilesIncomplete,
+                                 check_blob, check_epoch, check_frame, check_tile, new_version, utc_now, version_tiles)
 
 log = logging.getLogger(__name__)
 
 FRAMES_KEY = f"{PREFIX}:frames"
 #: Keys deleted per DEL command when a frame's tiles go.
 _DEL_BATCH = 500
-
-
-def _redact(url: str) -> str:
-    """The URL without its password (it goes into error messages and logs)."""
-    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 class RedisStateStore(StateStore):
@@ -98,7 +80,7 @@ class RedisStateStore(StateStore):
             kw = url.connection_pool.connection_kwargs
             self.url = f"redis://{kw.get('host', kw.get('path', '?'))}:{kw.get('port', '')}/{kw.get('db', 0)}"
         elif isinstance(url, str) and url:
-            self.url = _redact(url)
+            self.url = redact(url)
             try:
                 self._r = redis.Redis.from_url(url, socket_connect_timeout=connect_timeout, health_check_interval=30)
             except ValueError as e:
@@ -111,6 +93,8 @@ class RedisStateStore(StateStore):
         self._put_tile = self._r.register_script(PUT_TILE_LUA)
         self._model = self._r.register_script(MODEL_LUA)
         self._discard = self._r.register_script(DISCARD_LUA)
+        self._bootstrap = self._r.register_script(BOOTSTRAP_LUA)
+        self._buffer = self._r.register_script(BUFFER_LUA)
 
     def __repr__(self) -> str:
         return f"RedisStateStore({self.url!r})"
@@ -123,24 +107,9 @@ class RedisStateStore(StateStore):
     def close(self) -> None:
         self._r.close()
 
-    @contextmanager
-    def _guard(self, what: str) -> Iterator[None]:
+    def _guard(self, what: str) -> AbstractContextManager[None]:
         """Map connection-level failures to :class:`StoreUnavailable` naming the server."""
-        try:
-            yield
-        except rexc.AuthenticationError as e:  # pragma: no cover - needs a password-protected server
-            # before ConnectionError, its base class in redis-py
-            raise StoreUnavailable(f"Redis at {self.url} refused the credentials during {what}: fix the password in the URL") from e
-        except (rexc.ConnectionError, rexc.TimeoutError, rexc.ReadOnlyError, rexc.MasterDownError, rexc.ClusterDownError, rexc.TryAgainError) as e:
-            raise StoreUnavailable(
-                f"Redis at {self.url} is unavailable during {what} ({type(e).__name__}: {e}); "
-                "check that the server is running and reachable and that LADSDIN_REDIS_URL names it"
-            ) from e
-        except rexc.OutOfMemoryError as e:
-            raise StoreUnavailable(
-                f"Redis at {self.url} is out of memory during {what} ({e}); raise its maxmemory or free space "
-                "(a frame's state is ~(2 K S + 3) * 4 bytes per pixel)"
-            ) from e
+        return unavailable_as(self.url, what)
 
     def ping(self) -> None:
         with self._guard("ping"):
@@ -257,6 +226,46 @@ class RedisStateStore(StateStore):
             log.info("frame %s: refused epoch %s (%s)", frame, epoch, "the cursor is not " + str(expected_cursor) if code == 0 else f"state version {tiles} was discarded")
         return code == 1
 
+    def _apply_bootstrap(self, frame: str, epoch: str, model: bytes, model_version: str, config_hash: str, model_tiles: list[bytes],
+                         state: bytes, tiles: str, record: str, buffered: list[str]) -> bool:
+        tiles_id = new_version(len(model_tiles)) if model_tiles else ""
+        model_keys = self._tile_keys(frame, "model", tiles_id) if model_tiles else []
+        state_keys = self._tile_keys(frame, "state", tiles)
+        names = ("cursor", "state", "applied", "state:versions", "state:garbage", "state:version", "model", "model:versions", "model:garbage",
+                 "buffer")
+        with self._guard(f"commit_bootstrap({frame}, {epoch})"):
+            self.register_frame(frame)
+            if model_tiles:
+                self._register(frame, "model", tiles_id)
+                for i, t in enumerate(model_tiles):
+                    self._write_tile(frame, "model", tiles_id, i, t)
+            n_buffer = self._buffer_tile_count(frame, buffered[-1])
+            buffer_keys = [self.key(frame, f"buffer:tile:{e}:{i}") for e in buffered for i in range(n_buffer)]
+            keys = [self.key(frame, n) for n in names] + state_keys + model_keys + buffer_keys
+            args: list[Any] = [epoch, state, record, tiles, model, model_version, config_hash, utc_now(), tiles_id, len(state_keys),
+                               len(model_keys), *buffered]
+            code = int(self._bootstrap(keys=keys, args=args))
+            if code == 1:
+                self._collect(frame, "state")
+                self._collect(frame, "model")
+                self._delete_matching(self.key(frame, "buffer:tile:*"))  # tiles of a crashed buffering, if any
+            elif tiles_id:  # refused: our model tiles were never visible
+                self._r.zrem(self.key(frame, "model:versions"), tiles_id)
+                self._r.delete(*model_keys)
+        if code == -2:
+            raise TilesIncomplete(f"the bootstrap of {frame} lacks a state or model tile; write every tile before committing")
+        if code != 1:
+            why = {0: "the frame already has a cursor", -3: "its buffer changed", -1: f"state version {tiles} was discarded"}.get(code, code)
+            log.info("frame %s: refused the bootstrap at %s (%s)", frame, epoch, why)
+        return code == 1
+
+    def _buffer_tile_count(self, frame: str, epoch: str) -> int:
+        """How many tiles a buffered epoch has (its tile keys are numbered from 0)."""
+        n = 0
+        while self._r.exists(self.key(frame, f"buffer:tile:{epoch}:{n}")):
+            n += 1
+        return n
+
     def applied_log(self, frame: str) -> list[dict[str, Any]]:
         with self._guard(f"applied_log({frame})"):
             records = self._r.lrange(self.key(frame, "applied"), 0, -1)
@@ -296,9 +305,15 @@ class RedisStateStore(StateStore):
             if self._r.hexists(self.key(frame, "buffer"), epoch):
                 return False
             self.register_frame(frame)
-            for i, t in enumerate(parts):  # the data first: the hash field makes the epoch visible
-                self._r.set(self.key(frame, f"buffer:tile:{epoch}:{i}"), t)
-            return bool(self._r.hsetnx(self.key(frame, "buffer"), epoch, data))
+            tile_keys = [self.key(frame, f"buffer:tile:{epoch}:{i}") for i in range(len(parts))]
+            for k, t in zip(tile_keys, parts):  # the data first: the hash field makes the epoch visible
+                self._r.set(k, t)
+            code = int(self._buffer(keys=[self.key(frame, "cursor"), self.key(frame, "buffer")], args=[epoch, data]))
+            if code == -1 and tile_keys:
+                self._r.delete(*tile_keys)
+        if code == -1:
+            raise FrameBootstrapped(f"frame {frame} is bootstrapped: epoch {epoch} is scored, not buffered")
+        return code == 1
 
     def buffered_epoch_tile(self, frame: str, epoch: str, i: int) -> bytes | None:
         check_epoch(epoch)

@@ -14,7 +14,10 @@ Every frame has:
 - an **applied log**, one JSON record per committed epoch, and an **outbox** of messages
   (alerts, summaries) committed in the same step and published later, then acknowledged;
 - a **buffer** of epoch events (a small blob each, plus its tiles) that arrived before they
-  could be applied (no model yet).
+  could be applied (no model yet). A bootstrap ends in :meth:`StateStore.commit_bootstrap`,
+  one compare-and-set of model, first state, cursor and buffer that holds only while the frame
+  has no cursor and the buffer is what the model trained on (fencing: of two racing workers,
+  one commit stands); once a frame has a cursor it buffers nothing.
 
 Tiles keep every stored value small (a 512 x 512 tile of state is ~18 MB), whatever the frame's
 size. Implementations: :class:`~ladsdin.state.memory.MemoryStateStore` (tests, notebooks) and
@@ -172,6 +175,11 @@ class TilesIncomplete(RuntimeError):
     """A tiled commit named a version whose tiles were not all written (a caller bug)."""
 
 
+class FrameBootstrapped(RuntimeError):
+    """The frame has a committed state: an epoch is now scored, not buffered (another worker's
+    bootstrap committed while this one looked the other way)."""
+
+
 class StateStore(ABC):
     """Persistence of each frame's model, pixel state, cursor, applied log, outbox and buffer.
 
@@ -266,6 +274,50 @@ class StateStore(ABC):
                       tiles: str | None) -> bool:
         """The atomic compare-and-set of :meth:`commit_epoch`, on validated arguments."""
 
+    def commit_bootstrap(
+        self,
+        frame: str,
+        *,
+        epoch: str,
+        model: bytes,
+        model_version: str,
+        config_hash: str,
+        model_tiles: Sequence[bytes],
+        state: bytes,
+        tiles: str,
+        applied: Mapping[str, Any] | None,
+        buffered: Sequence[str],
+    ) -> bool:
+        """Atomically install a frame's first model and state: the fenced end of a bootstrap.
+
+        The model's tiles are written first (invisible to readers), then one compare-and-set
+        that holds only while the frame has **no cursor** and its buffer holds exactly the
+        epochs ``buffered`` (those the model trained on) stores the model, flips the state to
+        version ``tiles``, sets the cursor to ``epoch``, appends ``{"epoch": epoch, **applied}``
+        to the applied log and deletes the buffer, tiles included. Returns True; or False with
+        nothing changed when another writer bootstrapped first or an epoch was buffered meanwhile
+        (the caller retrains or takes the winner's model). Model and state therefore always come
+        from one bootstrap, and no buffered epoch is dropped unseen.
+
+        Raises:
+            TilesIncomplete: a tile of ``tiles`` was never written.
+        """
+        check_frame(frame)
+        check_epoch(epoch)
+        names = sorted(check_epoch(e, "buffered epoch") for e in buffered)
+        if not names or names[-1] != epoch:
+            raise ValueError(f"the bootstrap's epoch {epoch} must be the last of its buffered epochs {names[-1:]}")
+        data, blob = check_blob(state, "state blob"), check_blob(model, "model blob")
+        parts = [check_blob(t, "model tile") for t in model_tiles]
+        version_tiles(tiles)
+        return self._apply_bootstrap(frame, epoch, blob, str(model_version), str(config_hash), parts, data, tiles,
+                                     applied_record(epoch, applied), names)
+
+    @abstractmethod
+    def _apply_bootstrap(self, frame: str, epoch: str, model: bytes, model_version: str, config_hash: str, model_tiles: list[bytes],
+                         state: bytes, tiles: str, record: str, buffered: list[str]) -> bool:
+        """The fenced compare-and-set of :meth:`commit_bootstrap`, on validated arguments."""
+
     @abstractmethod
     def model_version(self, frame: str) -> str | None:
         """The stored model's version without its blob (a cheap check before using a cached model)."""
@@ -294,7 +346,12 @@ class StateStore(ABC):
     @abstractmethod
     def buffer_epoch(self, frame: str, epoch: str, blob: bytes, tiles: Sequence[bytes] = ()) -> bool:
         """Keep an epoch's event (a small blob, plus its data in ``tiles``) until it can be
-        applied; False (and no change) if already buffered. The tiles are written first."""
+        applied; False (and no change) if already buffered. The tiles are written first.
+
+        Raises:
+            FrameBootstrapped: the frame has a cursor (a committed bootstrap): nothing is kept,
+                and the epoch is to be scored against the frame's model instead.
+        """
 
     @abstractmethod
     def buffered_epoch_tile(self, frame: str, epoch: str, i: int) -> bytes | None:

@@ -12,7 +12,10 @@ import functools
 import importlib.resources
 import json
 import re
+import time
 from typing import Any
+
+import numpy as np
 
 from ladsdin.models.names import LICSAR_FRAME_RE, is_frame_name
 
@@ -125,3 +128,17 @@ def _is_date(text: str) -> bool:
     except ValueError:
         return False
 
+
+def now_iso() -> str:
+    """Now, UTC, as ``YYYY-MM-DDTHH:MM:SSZ`` (the ``produced_at`` and ``at`` fields)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def iso_to_unix_s(text: str | None) -> float:
+    """Seconds since 1970 of an ISO-8601 UTC timestamp (now when missing or unreadable)."""
+    if not text:
+        return time.time()
+    try:
+        return float(np.datetime64(text.rstrip("Z"), "ms").astype("int64")) / 1000.0
+    except ValueError:
+        return time.time()

@@ -23,7 +23,7 @@ from ladsdin.models.config import DetectConfig
 from ladsdin.models.detector import FrameModel
 from ladsdin.models.frame import bootstrap_frame, frame_pixel_area, prepare_frame
 from ladsdin.models.tiling import Tiling
-from ladsdin.state.codec import decode_arrays, encode_arrays
+from ladsdin.state.codec import decode_arrays, encode_arrays, read_header
 from ladsdin.state.frame_model import decode_model, encode_model, encode_state, encode_state_manifest
 from ladsdin.state.store import StateStore
 
@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 
 
 class BootstrapRaced(RuntimeError):
-    """Another worker committed the frame's first state while this one bootstrapped: not the
-    data's fault; this worker uses the winner's model."""
+    """Another worker committed the frame's first state, or buffered an epoch, while this one
+    bootstrapped: not the data's fault. Nothing of this bootstrap was kept; the event is
+    processed again, against the winner's model or with a new bootstrap."""
 
 
 def grid_coords(grid: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -117,10 +118,18 @@ def bootstrap_from_buffer(store: StateStore, frame: str, cfg: DetectConfig, devi
     a_p = frame_pixel_area(lat, abs(last["grid"]["dlat"]), abs(last["grid"]["dlon"]))
     model = bootstrap_frame(read, tiling, prep.lat, prep.lon, prep.train_calendar, a_p, cfg, device, save)
     manifest, model_tiles = encode_model(model, {"pixel_area_km2": a_p, "track": last["track"], "grid": last["grid"], "downsample": t})
-    store.put_model(frame, manifest, version=model.model_version, config_hash=cfg.digest(), tiles=model_tiles)
-    store.commit_epoch(frame, epoch=epochs[-1], expected_cursor=None, state=encode_state_manifest(version, tiling.n_tiles, prep.split - 1),
-                       outbox=[], applied={"event_id": last["event_id"], "bootstrap": True, "n_epochs": len(epochs)}, tiles=version)
-    store.clear_buffer(frame)
+    model.model_version = read_header(manifest)[0]["model_version"]  # with the weights' hash
+    # Fenced: model, first state, cursor and the buffer's deletion in one compare-and-set that
+    # holds only if no other worker bootstrapped and no epoch was buffered since we read it.
+    ok = store.commit_bootstrap(frame, epoch=epochs[-1], model=manifest, model_version=model.model_version, config_hash=cfg.digest(),
+                                model_tiles=model_tiles, state=encode_state_manifest(version, tiling.n_tiles, prep.split - 1, model.model_version),
+                                tiles=version, applied={"event_id": last["event_id"], "bootstrap": True, "n_epochs": len(epochs),
+                                                        "history": {e: h["event_id"] for e, h in zip(epochs, headers)}},
+                                buffered=epochs)
+    if not ok:
+        store.discard_state(frame, version)
+        raise BootstrapRaced(f"frame {frame}: another worker bootstrapped it, or an epoch was buffered, while this one trained; "
+                             "this worker takes the stored model, or trains again")
     facts = {"epochs": len(epochs), "first": epochs[0], "last": epochs[-1], "pixels": model.n_pixels, "tiles": tiling.n_tiles,
              "seconds": time.perf_counter() - t0}
     return LoadedModel(model, model.model_version, last["grid"], t, state_bytes), facts
@@ -129,6 +138,8 @@ def bootstrap_from_buffer(store: StateStore, frame: str, cfg: DetectConfig, devi
 def _tile_data(store: StateStore, frame: str, epoch: str, i: int) -> np.ndarray:
     blob = store.buffered_epoch_tile(frame, epoch, i)
     if blob is None:
+        if store.get_state(frame)[1] is not None:  # another worker's bootstrap committed and deleted the buffer
+            raise BootstrapRaced(f"frame {frame}: another worker bootstrapped it while this one read the buffer")
         raise RuntimeError(f"frame {frame}: tile {i} of buffered epoch {epoch} is missing from the store; "
                            "delete the frame's buffer and publish its history again")
     return np.asarray(decode_arrays(blob)[0]["displacement"], np.float32)

@@ -90,6 +90,10 @@ class MetricsRecorder:
     def bootstrap_failed(self, frame: str) -> None:
         """A frame's bootstrap failed on its data: the frame is parked."""
 
+    def reconciled(self, partition: int, n_reread: int, n_applied: int) -> None:
+        """After a start or a rebalance, ``n_reread`` events before the partition's committed
+        offset were read again, and ``n_applied`` of them were missing from the store."""
+
     def scored(self, frame: str, *, epoch: str, c_k: int, n_a: int, n_valid: int, largest_px: int,
                pixel_area_km2: float, n_alerts: int, latency_s: float, state_bytes: int) -> None:
         """A scored epoch was committed (its alerts and summary are in the outbox)."""
@@ -149,6 +153,10 @@ class PrometheusMetrics(MetricsRecorder):
         self.bootstraps = Counter("ladsdin_model_bootstraps_total", "Frame models trained (bootstrapped), per frame.", ["frame"], registry=r)
         self.bootstrap_failures = Counter("ladsdin_model_bootstrap_failures_total", "Bootstraps that failed on the frame's data (the frame is "
                                           "parked: its events go to the DLQ as frame_failed until `ladsdin frames reset`).", ["frame"], registry=r)
+        self.reread = Counter("ladsdin_reconcile_reread_events_total", "Events read again from Kafka before a partition's committed offset, "
+                              "after a start or rebalance (LADSDIN_RECONCILE_LOOKBACK).", registry=r)
+        self.recovered = Counter("ladsdin_reconcile_recovered_events_total", "Re-read events the store had lost (Redis behind Kafka: an AOF "
+                                 "everysec restart or an asynchronous failover) and that were applied again.", registry=r)
         # -- science (per frame, the last scored epoch) -------------------------------------
         self.c_k = Gauge("ladsdin_epoch_anomalous_pixels", "C_k: anomalous pixels of the last scored epoch (eq. 4).", ["frame"], registry=r)
         self.n_a = Gauge("ladsdin_epoch_n_a_pixels", "N_a: the temporal screen's pixel count (eq. 5).", ["frame"], registry=r)
@@ -242,6 +250,10 @@ class PrometheusMetrics(MetricsRecorder):
 
     def bootstrap_failed(self, frame: str) -> None:
         self.bootstrap_failures.labels(frame).inc()
+
+    def reconciled(self, partition: int, n_reread: int, n_applied: int) -> None:
+        self.reread.inc(n_reread)
+        self.recovered.inc(n_applied)
 
     def scored(self, frame: str, *, epoch: str, c_k: int, n_a: int, n_valid: int, largest_px: int,
                pixel_area_km2: float, n_alerts: int, latency_s: float, state_bytes: int) -> None:

@@ -45,9 +45,9 @@ from ladsdin.models.scoring import score_epoch
 from ladsdin.models.training import TrainConfig
 from ladsdin.state.codec import StateFormatError, read_header
 from ladsdin.state.frame_model import decode_state, decode_state_manifest, encode_state, encode_state_manifest
-from ladsdin.state.store import OutboxMessage, StateStore
+from ladsdin.state.store import FrameBootstrapped, OutboxMessage, StateStore, StoreUnavailable
 from ladsdin.stream.frames import BootstrapRaced, LoadedModel, bootstrap_from_buffer, buffer_epoch, load_model
-from ladsdin.stream.contracts import EventError
+from ladsdin.stream.contracts import EventError, iso_to_unix_s, now_iso
 from ladsdin.stream.dlq import dlq_record
 from ladsdin.stream.events import parse_epoch_event
 from ladsdin.stream.failures import fetch_with_retries, is_infrastructure
@@ -68,6 +68,10 @@ class Outcome:
     messages: list[OutboxMessage] = field(default_factory=list)
     n_alerts: int = 0
     seconds: float = 0.0
+
+
+#: How often one event is processed again after losing a bootstrap race before the worker restarts.
+_RACE_RETRIES = 3
 
 
 class _StateMoved(Exception):
@@ -111,10 +115,9 @@ class EpochProcessor:
             if (parked := self.store.failed(frame)) is not None:
                 raise EventError("frame_failed", f"frame {frame} is parked since {parked.get('at')} ({parked.get('detail')}); its events "
                                  f"wait here: fix the data, run `ladsdin frames reset {frame}`, then replay them from the DLQ")
+            event["source"] = {"topic": topic, "partition": partition, "offset": offset} if partition >= 0 else None
             try:
-                with m.stage("model_load"):
-                    model = self._model(frame)
-                out = self._buffer(event) if model is None else self._score(event, model)
+                out = self._apply(event)
             except StateFormatError as exc:
                 # A model or state this ladsdin cannot read (an older format after an upgrade):
                 # retrying would crash-loop, so the frame starts over from this event.
@@ -122,7 +125,7 @@ class EpochProcessor:
                           "bootstraps again from new epochs", frame, exc)
                 self.store.delete_frame(frame)
                 self._models.pop(frame, None)
-                out = self._buffer(event)
+                out = self._apply(event)
             # only now is the frame name a bounded label: valid, allowed, and known to the store
             m.frame_event(frame, self.cfg.step_days * 86400.0)
         except EventError as exc:
@@ -142,6 +145,21 @@ class EpochProcessor:
         out.seconds = time.perf_counter() - t0
         m.event_finished(out.status, out.seconds)
         return out
+
+    def _apply(self, event: dict[str, Any]) -> Outcome:
+        """Buffer or score the event; when another worker's bootstrap wins a race with this one,
+        take its model and process the event again (it is then scored, or a replay)."""
+        frame = event["frame"]
+        for _ in range(_RACE_RETRIES):
+            try:
+                with self.metrics.stage("model_load"):
+                    model = self._model(frame)
+                return self._buffer(event) if model is None else self._score(event, model)
+            except (BootstrapRaced, FrameBootstrapped) as exc:
+                log.info("frame %s epoch %s: %s; processing the event again", frame, event["epoch"], exc)
+        # the frame's first state keeps changing under this worker: let a restart sort it out
+        raise StoreUnavailable(f"frame {frame}: bootstrapped by another writer {_RACE_RETRIES} times in a row while this worker processed "
+                               f"epoch {event['epoch']}; restarting")
 
     def _reject(self, raw: bytes, exc: EventError, frame: str | None, epoch: str | None, topic: str, partition: int,
                 offset: int) -> Outcome:
@@ -194,6 +212,9 @@ class EpochProcessor:
         if cursor is not None and epoch <= cursor:
             return self._replayed(event, cursor)
         current = decode_state_manifest(blob)
+        if current["model"] and current["model"] != loaded.version:
+            # cannot happen with fenced bootstraps: the state belongs to another model
+            raise StateFormatError(f"frame {frame}: the state was made with model {current['model']}, the stored model is {loaded.version}")
         manifest_s = time.perf_counter() - t_load
         slot = model.forecaster.calendar.slot_of(np.datetime64(epoch))
         if slot <= current["slot"]:
@@ -240,7 +261,7 @@ class EpochProcessor:
         ]
         # cluster: the labelling inside score_epoch plus turning its objects into alert features
         m.observe_stage("cluster", score.stage_seconds["cluster"] + time.perf_counter() - t_feats)
-        latency_s = round(max(time.time() - _iso_to_epoch(event.get("produced_at")), 0.0), 3)
+        latency_s = round(max(time.time() - iso_to_unix_s(event.get("produced_at")), 0.0), 3)
         msgs = [OutboxMessage(f["id"], self.settings.alerts_topic, frame, json.dumps(f).encode()) for f in feats]
         summary = {
             "schema": "ladsdin.epoch-summaries.v1",
@@ -256,15 +277,17 @@ class EpochProcessor:
             "gap_steps": max(score.horizon_max - 1, 0),
             "common_mode_mm": round(score.common_mode_mm, 3),
             "latency_s": latency_s,
-            "produced_at": _now_iso(),
+            "produced_at": now_iso(),
             "model_version": loaded.version,
             "units": UNITS,
             "sign": SIGN,
         }
         msgs.append(OutboxMessage(f"{frame}:{epoch}:summary", self.settings.summaries_topic, frame, json.dumps(summary).encode()))
-        applied = {"event_id": event["event_id"], "slot": slot, "c_k": score.n_anomalous, "alerts": [f["id"] for f in feats]}
+        applied = {"event_id": event["event_id"], "slot": slot, "c_k": score.n_anomalous, "alerts": [f["id"] for f in feats],
+                   "source": event.get("source")}
         t_commit = time.perf_counter()
-        committed = self.store.commit_epoch(frame, epoch=epoch, expected_cursor=cursor, state=encode_state_manifest(version, n, slot),
+        committed = self.store.commit_epoch(frame, epoch=epoch, expected_cursor=cursor,
+                                            state=encode_state_manifest(version, n, slot, loaded.version),
                                             outbox=msgs, applied=applied, tiles=version)
         m.observe_stage("state_write", score.stage_seconds["state_write"] + time.perf_counter() - t_commit)
         if not committed:
@@ -288,11 +311,14 @@ class EpochProcessor:
 
     def _replayed(self, event: dict[str, Any], cursor: str) -> Outcome:
         frame, epoch = event["frame"], event["epoch"]
-        done = {r.get("epoch"): r for r in self.store.applied_log(frame)}
+        records = self.store.applied_log(frame)
+        done = {r.get("epoch"): r for r in records}
         if epoch in done:
             if done[epoch].get("event_id") not in (None, event["event_id"]):
                 raise EventError("duplicate", f"epoch {epoch} of {frame} was applied from event {done[epoch]['event_id']}; this event {event['event_id']} carries different data")
             return Outcome("duplicate", frame, epoch)  # an exact replay: nothing to do
+        if any(r.get("bootstrap") and r.get("history", {}).get(epoch) == event["event_id"] for r in records):
+            return Outcome("duplicate", frame, epoch)  # a replay of an epoch the model trained on
         if epoch == cursor:  # the bootstrap's last buffered epoch
             if self.store.buffered_epoch_names(frame):  # a crash came between the bootstrap's commit and its cleanup
                 self.store.clear_buffer(frame)
@@ -334,9 +360,8 @@ class EpochProcessor:
         try:
             self.bootstrap(frame)
             return Outcome("bootstrapped", frame, epoch)
-        except BootstrapRaced as exc:  # another worker bootstrapped first: its model and state stand
-            log.info("%s", exc)
-            return Outcome("duplicate", frame, epoch)
+        except BootstrapRaced:  # another worker won: the caller processes the event again
+            raise
         except Exception as exc:  # noqa: BLE001 - sorted: infrastructure re-raised, the data's fault parks the frame
             if is_infrastructure(exc):
                 raise
@@ -344,7 +369,7 @@ class EpochProcessor:
             raise self._park(frame, epoch, "bootstrap", f"{type(exc).__name__}: {exc}"[:300]) from None
 
     def _park(self, frame: str, epoch: str, reason: str, detail: str) -> EventError:
-        self.store.mark_failed(frame, {"reason": reason, "detail": detail, "epoch": epoch, "at": _now_iso()})
+        self.store.mark_failed(frame, {"reason": reason, "detail": detail, "epoch": epoch, "at": now_iso()})
         self.metrics.bootstrap_failed(frame)
         self._buffering.discard(frame)
         self._track()
@@ -364,17 +389,3 @@ class EpochProcessor:
         self.metrics.bootstrapped(frame, facts["seconds"])
         self._track()
         return loaded
-
-
-def _now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _iso_to_epoch(text: str | None) -> float:
-    """Seconds since 1970 of an ISO-8601 UTC timestamp (now when missing or unreadable)."""
-    if not text:
-        return time.time()
-    try:
-        return float(np.datetime64(text.rstrip("Z"), "ms").astype("int64")) / 1000.0
-    except ValueError:
-        return time.time()

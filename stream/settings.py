@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     max_buffer_epochs: int = Field(200, ge=1, description="epochs a new frame may hold in its pre-bootstrap buffer; beyond it the frame is marked failed")
     data_retries: int = Field(3, ge=0, le=20, description="retries of a data object that is missing or fails with an I/O error, before the event goes to the DLQ")
     data_retry_backoff_s: float = Field(0.5, ge=0, le=60, description="first wait before a data retry, seconds (doubled each retry)")
+    reconcile_lookback: int = Field(1000, ge=0, le=1_000_000, description="after a start or rebalance, events re-read before each partition's committed offset and processed again (replays are no-ops), so epochs Redis lost after Kafka committed them (AOF everysec, async failover) are applied, not stepped over; 0 = off")
     frames: tuple[str, ...] = Field((), description="frames this deployment serves (JSON list); empty = every frame. Others go to the DLQ as unknown_frame")
     dlq_max_payload_bytes: int = Field(1024 * 1024, ge=0, description="the original payload kept in a DLQ record is cut to this size")
 

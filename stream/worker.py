@@ -10,6 +10,10 @@ Faust keeps no state of ours: faust Table changelog recovery loses updates on th
 broker (DESIGN.md §4), and the state lives in Redis anyway. A ``exactly_once`` guarantee is not
 used because the embedded broker rejects transactional producers.
 
+Before the first event of each partition it is assigned, the worker re-reads the events just
+before it and processes them again (:mod:`ladsdin.stream.reconcile`): epochs Redis lost after
+Kafka committed them are applied, not stepped over.
+
 Observability: the processor and the outbox record into one metrics object
 (:mod:`ladsdin.stream.metrics`); :func:`run_worker` serves it with ``/health`` and ``/ready``
 on ``LADSDIN_METRICS_PORT`` (:mod:`ladsdin.stream.telemetry`).
@@ -30,6 +34,7 @@ from ladsdin.state.redis_store import RedisStateStore
 from ladsdin.stream.metrics import build_metrics
 from ladsdin.stream.outbox import OutboxPublisher, make_producer, sample_backlog
 from ladsdin.stream.processor import EpochProcessor, Outcome
+from ladsdin.stream.reconcile import Reconciler
 from ladsdin.stream.settings import Settings
 from ladsdin.stream.telemetry import HealthMonitor, ReadinessProbe, TelemetryServer
 
@@ -83,7 +88,14 @@ def create_app(settings: Settings, bootstrap: str, redis_url: str, *, session_ti
             state["pub"] = OutboxPublisher(store, make_producer(bootstrap, settings.max_message_bytes), metrics)
         return state["pub"]
 
+    def publish_outbox(out: Outcome) -> None:
+        publisher().flush(out.frame)
+
+    reconciler = Reconciler(processor, bootstrap, publish_outbox)
+
     def handle(raw: bytes, partition: int, offset: int) -> Outcome:
+        # Redis may have lost commits Kafka has the offsets of: re-apply them before going on
+        reconciler.before(partition, offset)
         out = processor.process(raw, topic=settings.epochs_topic, partition=partition, offset=offset)
         pub = publisher()
         if out.status == "rejected":
@@ -94,6 +106,10 @@ def create_app(settings: Settings, bootstrap: str, redis_url: str, *, session_ti
         return out
 
     epochs = app.topic(settings.epochs_topic, value_type=bytes, key_type=bytes, value_serializer="raw", key_serializer="raw", partitions=1)
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(sender: Any, revoked: Any, **_: Any) -> None:  # noqa: ARG001 - faust's signal signature
+        reconciler.reset()  # whatever this worker is assigned next is reconciled at its first event
 
     @app.task
     async def drain_outbox() -> None:
@@ -119,6 +135,7 @@ def create_app(settings: Settings, bootstrap: str, redis_url: str, *, session_ti
                 os._exit(EXIT_RESTART)
 
     app.ladsdin_processor = processor  # type: ignore[attr-defined]  (tests and metrics)
+    app.ladsdin_reconciler = reconciler  # type: ignore[attr-defined]
     app.ladsdin_metrics = metrics  # type: ignore[attr-defined]
     app.ladsdin_probe = probe  # type: ignore[attr-defined]
     app.ladsdin_backlog = lambda: sample_backlog(store, metrics)  # type: ignore[attr-defined]  (the health monitor's)

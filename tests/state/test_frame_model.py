@@ -96,7 +96,9 @@ def test_model_round_trip_restores_every_part(fitted):
     assert model2.params == model.params and model2.tiling == model.tiling
     assert meta["frame"] == "128A_05210_131313" and meta["train_epochs"] == N_TRAIN
     assert len(meta["content_hash"]) == 16 and len(meta["config_hash"]) == 16
-    assert meta["model_version"] == model.model_version == model2.model_version
+    # the version names the trainer and the weights: the stored model's, not just its recipe
+    assert meta["model_version"] == f"{model.model_version}/w{meta['content_hash']}" == model2.model_version
+    assert read_header(encode_model(model2)[0])[0]["model_version"] == model2.model_version  # re-encoding keeps it
     header = read_header(manifest)[0]
     assert header["network"] == {"kind": fc.net.kind, "layers": fc.net.layers, "hidden": fc.net.hidden, "n_pixels": model.n_pixels}
     assert header["tile_pixels"] == [t.n_pixels for t in model.tiles]
@@ -134,6 +136,7 @@ def test_model_version_identifies_the_fitted_model(fitted):
     tiles = [dataclasses.replace(t, sigma=t.sigma * 1.01) for t in model.tiles]
     m3 = decode_model(*encode_model(dataclasses.replace(model, tiles=tiles)), CPU)[1]
     assert m3["content_hash"] != m1["content_hash"] and m3["config_hash"] == m1["config_hash"]
+    assert m3["model_version"] != m1["model_version"]  # same recipe, other weights: another version
     m4 = decode_model(*encode_model(dataclasses.replace(model, params=dataclasses.replace(model.params, nm=6.0))), CPU)[1]
     assert m4["config_hash"] != m1["config_hash"]
 
@@ -154,8 +157,8 @@ def test_the_state_is_lean_and_round_trips(fitted):
         check_state_fits(model, 0, dataclasses.replace(s2, h=s2.h[:, :1], c=s2.c[:, :1]))
     far = dataclasses.replace(s2, since_obs=torch.full_like(s2.since_obs, 1000))
     assert int(decode_state(encode_state(far), CPU).since_obs.max()) == 255  # saturates: beyond MAX_GAP all alike
-    m = decode_state_manifest(encode_state_manifest("0123456789abcdef.9", 9, 41))
-    assert m == {"version": "0123456789abcdef.9", "tiles": 9, "slot": 41}
+    m = decode_state_manifest(encode_state_manifest("0123456789abcdef.9", 9, 41, "ladsdin-1/lstm/w0a1b"))
+    assert m == {"version": "0123456789abcdef.9", "tiles": 9, "slot": 41, "model": "ladsdin-1/lstm/w0a1b"}
 
 
 def test_swapped_or_corrupt_blobs_are_refused(fitted):

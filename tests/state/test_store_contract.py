@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ladsdin.state import OutboxMessage, StateStore, StoreUnavailable
-from ladsdin.state.store import TilesIncomplete
+from ladsdin.state.store import FrameBootstrapped, TilesIncomplete
 
 F = "128A_05172_131313"
 G = "005D_05199_131313"
@@ -358,9 +358,9 @@ def test_redis_keys_share_one_slot_and_hold_raw_bytes(redis_store):
 
     r = redis_store.client
     state = b"\x00\xffraw"
+    redis_store.buffer_epoch(F, E2, b"event")  # before the first commit: a bootstrapped frame buffers nothing
     redis_store.put_model(F, b"\x01model", version="v", config_hash="h")
     assert redis_store.commit_epoch(F, epoch=E1, expected_cursor=None, state=state, outbox=[msg(F, E1, 0)], applied={"c_k": 1})
-    redis_store.buffer_epoch(F, E2, b"event")
     keys = sorted(k.decode() for k in r.scan_iter(count=1000))
     prefix = "ladsdin:{128A_05172_131313}:"
     assert keys == ["ladsdin:frames"] + sorted(prefix + n for n in ["applied", "buffer", "cursor", "model", "outbox", "outbox:messages", "state",
@@ -435,11 +435,11 @@ def test_redis_tile_keys_share_the_frame_slot_and_nothing_is_left_behind(redis_s
     from redis.crc import key_slot
 
     r = redis_store.client
+    redis_store.buffer_epoch(F, E3, b"head", tiles=[b"a", b"b"])  # (buffered before the frame has a cursor)
     tiled_commit(redis_store, E1, None)
     tiled_commit(redis_store, E2, E1)
     redis_store.put_model(F, b"m", version="v", config_hash="h", tiles=[b"t0", b"t1"])
     redis_store.put_model(F, b"m2", version="v2", config_hash="h", tiles=[b"u0"])
-    redis_store.buffer_epoch(F, E3, b"head", tiles=[b"a", b"b"])
     orphan = redis_store.begin_state(F, 3)
     redis_store.put_state_tile(F, orphan, 0, b"crashed writer")
     keys = {k.decode() for k in r.scan_iter(count=1000)} - {"ladsdin:frames"}
@@ -465,3 +465,84 @@ def test_a_parked_frame_keeps_its_record_until_cleared_and_deleted(store):
     store.mark_failed(F, rec)
     store.delete_frame(F)
     assert store.failed(F) is None
+
+
+# --- the fenced bootstrap -------------------------------------------------------------------------
+
+
+def buffer_history(store: StateStore, epochs=(E1, E2), frame: str = F) -> None:
+    for e in epochs:
+        assert store.buffer_epoch(frame, e, f"head@{e}".encode(), tiles=[f"{e}/d{i}".encode() for i in range(2)])
+
+
+def bootstrap_commit(store: StateStore, name: str, buffered=(E1, E2), frame: str = F) -> tuple[bool, str]:
+    """One worker's end of a bootstrap: its state tiles, then the fenced commit of model + state."""
+    v = store.begin_state(frame, 2)
+    for i in range(2):
+        if not store.put_state_tile(frame, v, i, f"{name}/s{i}".encode()):
+            return False, v
+    ok = store.commit_bootstrap(frame, epoch=buffered[-1], model=f"model-{name}".encode(), model_version=f"v-{name}", config_hash="h",
+                                model_tiles=[f"{name}/m{i}".encode() for i in range(2)], state=f"manifest-{name}".encode(), tiles=v,
+                                applied={"bootstrap": True, "first": buffered[0]}, buffered=list(buffered))
+    return ok, v
+
+
+def test_a_bootstrap_installs_model_state_and_cursor_together_and_empties_the_buffer(store):
+    buffer_history(store)
+    ok, v = bootstrap_commit(store, "a")
+    assert ok and store.get_state(F) == (b"manifest-a", E2) and store.model_version(F) == "v-a"
+    blob, meta = store.get_model(F)
+    assert blob == b"model-a" and [store.get_model_tile(F, meta["tiles"], i) for i in range(2)] == [b"a/m0", b"a/m1"]
+    assert tiles_of(store, v, 2) == [b"a/s0", b"a/s1"]
+    assert store.buffered_epoch_names(F) == [] and store.buffered_epoch_tile(F, E1, 0) is None
+    assert store.applied_log(F) == [{"epoch": E2, "bootstrap": True, "first": E1}]
+
+
+def test_a_second_bootstrap_is_refused_and_the_first_model_and_state_stand(store):
+    """Two workers both bootstrapped the frame (a rebalance): whoever commits second changes nothing."""
+    buffer_history(store)
+    va = store.begin_state(F, 2)  # worker a is still writing its tiles when b commits
+    assert store.put_state_tile(F, va, 0, b"a/s0")
+    ok_b, vb = bootstrap_commit(store, "b")
+    assert ok_b
+    before = snapshot(store)
+    assert not store.put_state_tile(F, va, 1, b"a/s1")  # b's commit discarded a's version
+    ok_a = store.commit_bootstrap(F, epoch=E2, model=b"model-a", model_version="v-a", config_hash="h", model_tiles=[b"a/m0"],
+                                  state=b"manifest-a", tiles=va, applied={}, buffered=[E1, E2])
+    assert not ok_a and snapshot(store) == before and store.model_version(F) == "v-b"
+    assert store.get_model(F)[0] == b"model-b" and tiles_of(store, vb, 2) == [b"b/s0", b"b/s1"]  # model and state from one bootstrap
+
+
+def test_a_bootstrap_is_refused_when_an_epoch_was_buffered_meanwhile(store):
+    buffer_history(store)
+    buffer_history(store, (E3,))  # arrived at another worker while this one trained on E1, E2
+    ok, _ = bootstrap_commit(store, "a", buffered=(E1, E2))
+    assert not ok and store.get_state(F) == (None, None) and store.model_version(F) is None
+    assert store.buffered_epoch_names(F) == [E1, E2, E3]  # nothing is lost: the next bootstrap trains on all three
+    ok, _ = bootstrap_commit(store, "a", buffered=(E1, E2, E3))
+    assert ok and store.get_state(F)[1] == E3
+
+
+def test_a_bootstrapped_frame_buffers_nothing(store):
+    buffer_history(store)
+    assert bootstrap_commit(store, "a")[0]
+    with pytest.raises(FrameBootstrapped):
+        store.buffer_epoch(F, E3, b"late", tiles=[b"t"])
+    assert store.buffered_epoch_names(F) == [] and store.buffered_epoch_tile(F, E3, 0) is None
+    with pytest.raises(ValueError, match="last of its buffered"):
+        store.commit_bootstrap(F, epoch=E1, model=b"m", model_version="v", config_hash="h", model_tiles=[], state=b"s",
+                               tiles="0123456789abcdef.1", applied={}, buffered=[E1, E2])
+
+
+def test_redis_bootstrap_leaves_no_buffer_or_loser_keys(redis_store):
+    r = redis_store.client
+    buffer_history(redis_store)
+    va = redis_store.begin_state(F, 2)
+    assert bootstrap_commit(redis_store, "b")[0]
+    assert not redis_store.commit_bootstrap(F, epoch=E2, model=b"model-a", model_version="v-a", config_hash="h", model_tiles=[b"a/m0"],
+                                            state=b"manifest-a", tiles=va, applied={}, buffered=[E1, E2])
+    keys = sorted(k.decode().split("}:")[1] for k in r.scan_iter(match="ladsdin:{*"))
+    version = r.get(redis_store.key(F, "state:version")).decode()
+    tiles = r.hget(redis_store.key(F, "model"), "tiles").decode()
+    assert keys == sorted(["applied", "cursor", "model", "model:versions", "state", "state:version", "state:versions",
+                           f"state:tile:{version}:0", f"state:tile:{version}:1", f"model:tile:{tiles}:0", f"model:tile:{tiles}:1"])

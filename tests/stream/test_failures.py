@@ -144,6 +144,18 @@ def test_a_data_file_missing_for_a_moment_is_retried_then_used(frame):
     assert proc.store.buffered_epoch_names(ev["frame"]) == [ev["epoch"]]
 
 
+def test_a_scored_epochs_data_file_missing_for_a_moment_is_retried_then_scored(frame):
+    proc, later = _bootstrapped(frame)
+    ev = later[0]
+    path = Path(ev["data"]["uri"].removeprefix("file://"))
+    hidden = path.with_suffix(".later")
+    path.rename(hidden)
+    threading.Timer(0.2, hidden.rename, args=(path,)).start()
+    out = proc.process(encode_event(ev))
+    assert out.status == "scored", out  # retried (data_retries 3, from 0.5 s), not sent to the DLQ
+    assert proc.store.get_state(ev["frame"])[1] == ev["epoch"]
+
+
 def test_a_data_file_that_never_comes_is_given_up_after_the_retries(frame):
     _, root, events = frame
     ev = copy.deepcopy(events[0])

@@ -92,15 +92,15 @@ def test_a_crash_inside_the_bootstrap_loses_no_epoch(frame, monkeypatch):
     proc = EpochProcessor(store, s, CPU)
     for raw in events[: history - 1]:
         proc.process(raw)
-    real = store.put_model
+    real = store.commit_bootstrap
 
     def down(*a, **k):
         raise ConnectionError("Redis went away")  # an infrastructure failure: the worker exits for a restart
 
-    monkeypatch.setattr(store, "put_model", down)
+    monkeypatch.setattr(store, "commit_bootstrap", down)
     with pytest.raises(ConnectionError):
         proc.process(events[history - 1])
-    monkeypatch.setattr(store, "put_model", real)
+    monkeypatch.setattr(store, "commit_bootstrap", real)
     restarted = EpochProcessor(store, s, CPU)  # the event is delivered again to a new worker
     assert restarted.process(events[history - 1]).status == "bootstrapped"
     outs = [restarted.process(raw) for raw in events[history:]]

@@ -35,7 +35,9 @@ def run(tmp_path_factory):
                 for i, (_, _, ev) in enumerate(epoch_events(cube, tmp, inline=True))]
     outcomes.append(proc.process(b"{not json", topic=s.epochs_topic, partition=0, offset=1000))
     _, _, first = next(epoch_events(cube, tmp, inline=True))
-    outcomes.append(proc.process(encode_event(first), topic=s.epochs_topic, partition=0, offset=1001))  # older than the cursor
+    outcomes.append(proc.process(encode_event(first), topic=s.epochs_topic, partition=0, offset=1001))  # a replay: a no-op
+    other = dict(first, event_id=first["event_id"][:-12] + "0" * 12)  # another event for that history epoch: older than the cursor
+    outcomes.append(proc.process(encode_event(other), topic=s.epochs_topic, partition=0, offset=1002))
     return cube, truth, metrics, outcomes
 
 
@@ -48,7 +50,7 @@ def _value(metrics: PrometheusMetrics, name: str, **labels: str) -> float:
 def test_flow_counters_match_the_outcomes(run):
     cube, _, m, outcomes = run
     statuses = [o.status for o in outcomes]
-    assert _value(m, "ladsdin_epochs_consumed_total") == len(outcomes) == cube.sizes["time"] + 2
+    assert _value(m, "ladsdin_epochs_consumed_total") == len(outcomes) == cube.sizes["time"] + 3
     for status in ("scored", "buffered", "bootstrapped", "duplicate", "rejected"):
         assert _value(m, "ladsdin_epochs_processed_total", status=status) == statuses.count(status)
     assert statuses.count("scored") == cube.sizes["time"] - HISTORY
@@ -65,7 +67,7 @@ def test_every_stage_is_timed_once_per_scored_epoch(run):
         assert _value(m, "ladsdin_stage_duration_seconds_count", stage=stage) == n_scored, stage
     # fetch: every buffered epoch and every scored one; model_load: every valid event
     assert _value(m, "ladsdin_stage_duration_seconds_count", stage="fetch") == cube.sizes["time"]
-    assert _value(m, "ladsdin_stage_duration_seconds_count", stage="model_load") == cube.sizes["time"] + 1
+    assert _value(m, "ladsdin_stage_duration_seconds_count", stage="model_load") == cube.sizes["time"] + 2
     assert _value(m, "ladsdin_stage_duration_seconds_count", stage="publish") == 0  # the worker's outbox publishes
     assert _value(m, "ladsdin_stage_duration_seconds_sum", stage="predict") > 0
     assert _value(m, "ladsdin_publish_to_alert_seconds_count") == n_scored
