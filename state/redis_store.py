@@ -142,20 +142,26 @@ class RedisStateStore(StateStore):
                 self._r.delete(*keys[s : s + _DEL_BATCH])
             self._r.zrem(garbage, version)
 
+    def _stage_model_tiles(self, frame: str, parts: Sequence[bytes]) -> tuple[str, list[str]]:
+        """Write a new model's tiles under a fresh registered id, invisible until a script names
+        it: (tiles id, their keys); ("", []) for an untiled model."""
+        if not parts:
+            return "", []
+        tiles_id = new_version(len(parts))
+        self._register(frame, "model", tiles_id)
+        for i, t in enumerate(parts):
+            self._write_tile(frame, "model", tiles_id, i, t)
+        return tiles_id, self._tile_keys(frame, "model", tiles_id)
+
     # -- model ---------------------------------------------------------------------------------
     def put_model(self, frame: str, blob: BytesLike, *, version: str, config_hash: str, tiles: Sequence[BytesLike] = ()) -> None:
         check_frame(frame)
         data = check_blob(blob, "model blob")
         parts = [check_blob(t, "model tile") for t in tiles]
-        tiles_id = new_version(len(parts)) if parts else ""
         with self._guard(f"put_model({frame})"):
             self.register_frame(frame)
-            if parts:
-                self._register(frame, "model", tiles_id)
-                for i, t in enumerate(parts):
-                    self._write_tile(frame, "model", tiles_id, i, t)
-            keys = [self.key(frame, n) for n in ("model", "model:versions", "model:garbage")]
-            keys += self._tile_keys(frame, "model", tiles_id) if parts else []
+            tiles_id, tile_keys = self._stage_model_tiles(frame, parts)
+            keys = [self.key(frame, n) for n in ("model", "model:versions", "model:garbage")] + tile_keys
             if self._model(keys=keys, args=[data, str(version), str(config_hash), utc_now(), tiles_id]) != 1:
                 raise TilesIncomplete(f"model tiles {tiles_id} of {frame} went missing while the model was written; retry")
             self._collect(frame, "model")
@@ -228,17 +234,12 @@ class RedisStateStore(StateStore):
 
     def _apply_bootstrap(self, frame: str, epoch: str, model: bytes, model_version: str, config_hash: str, model_tiles: list[bytes],
                          state: bytes, tiles: str, record: str, buffered: list[str]) -> bool:
-        tiles_id = new_version(len(model_tiles)) if model_tiles else ""
-        model_keys = self._tile_keys(frame, "model", tiles_id) if model_tiles else []
         state_keys = self._tile_keys(frame, "state", tiles)
         names = ("cursor", "state", "applied", "state:versions", "state:garbage", "state:version", "model", "model:versions", "model:garbage",
                  "buffer")
         with self._guard(f"commit_bootstrap({frame}, {epoch})"):
             self.register_frame(frame)
-            if model_tiles:
-                self._register(frame, "model", tiles_id)
-                for i, t in enumerate(model_tiles):
-                    self._write_tile(frame, "model", tiles_id, i, t)
+            tiles_id, model_keys = self._stage_model_tiles(frame, model_tiles)
             n_buffer = self._buffer_tile_count(frame, buffered[-1])
             buffer_keys = [self.key(frame, f"buffer:tile:{e}:{i}") for e in buffered for i in range(n_buffer)]
             keys = [self.key(frame, n) for n in names] + state_keys + model_keys + buffer_keys

@@ -4,6 +4,7 @@ Redis-protocol server (Valkey); the worker runs as a separate process, as in pro
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from ladsdin.stream.settings import Settings
 from ladsdin.stream.supervise import settings_env, start_ladsdin, start_worker, stop_process
 from ladsdin.stream.topics import read_topics
 
-__all__ = ["e2e_settings", "embedded_services", "read_json", "settings_env", "start_ladsdin", "start_worker", "stop_process",
+__all__ = ["dead_port", "e2e_settings", "embedded_services", "read_json", "settings_env", "start_ladsdin", "start_worker", "stop_process",
            "wait_summaries"]
 
 
@@ -50,3 +51,10 @@ def wait_summaries(bootstrap: str, s: Settings, frame: str, n: int, proc: subpro
         assert proc.poll() is None, f"worker died:\n{log.read_text()[-3000:]}"
         time.sleep(1.0)
     raise AssertionError(f"only {len(got)} of {n} summaries after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def dead_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -2,17 +2,11 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 
 from ladsdin.stream.embedded import EmbeddedRedis
-
-
-def _dead_port() -> int:
-    with socket.socket() as s:  # bound then closed: nothing listens there
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.e2e import dead_port
 
 
 def _worker(tmp_path, kafka: str, redis_url: str) -> subprocess.CompletedProcess:
@@ -22,7 +16,7 @@ def _worker(tmp_path, kafka: str, redis_url: str) -> subprocess.CompletedProcess
 
 
 def test_redis_down_at_start_exits_75_naming_redis(tmp_path):
-    done = _worker(tmp_path, f"127.0.0.1:{_dead_port()}", f"redis://127.0.0.1:{_dead_port()}/0")
+    done = _worker(tmp_path, f"127.0.0.1:{dead_port()}", f"redis://127.0.0.1:{dead_port()}/0")
     assert done.returncode == 75, done.stderr[-2000:]
     lines = [ln for ln in done.stderr.splitlines() if ln.startswith("ladsdin worker:")]
     assert len(lines) == 1 and "Redis at redis://127.0.0.1:" in lines[0] and "status 75" in lines[0]
@@ -30,7 +24,7 @@ def test_redis_down_at_start_exits_75_naming_redis(tmp_path):
 
 def test_kafka_down_at_start_exits_75_naming_kafka(tmp_path):
     with EmbeddedRedis() as srv:
-        done = _worker(tmp_path, f"127.0.0.1:{_dead_port()}", srv.url)
+        done = _worker(tmp_path, f"127.0.0.1:{dead_port()}", srv.url)
     assert done.returncode == 75, done.stderr[-2000:]
     lines = [ln for ln in done.stderr.splitlines() if ln.startswith("ladsdin worker:")]
     assert len(lines) == 1 and "Kafka at 127.0.0.1:" in lines[0] and "status 75" in lines[0]

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import socket
 import threading
 
 import numpy as np
@@ -13,6 +12,7 @@ from hypothesis import strategies as st
 
 from ladsdin.state import OutboxMessage, StateStore, StoreUnavailable
 from ladsdin.state.store import FrameBootstrapped, TilesIncomplete
+from tests.e2e import dead_port
 
 F = "128A_05172_131313"
 G = "005D_05199_131313"
@@ -394,16 +394,10 @@ def test_redis_store_accepts_a_client_but_not_a_decoding_one(redis_url):
         RedisStateStore(redis.Redis.from_url(redis_url, decode_responses=True))
 
 
-def _dead_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # nothing listens once the socket closes
-
-
 def test_redis_down_raises_store_unavailable_naming_the_url():
     from ladsdin.state import RedisStateStore
 
-    port = _dead_port()
+    port = dead_port()
     s = RedisStateStore(f"redis://:hunter2@127.0.0.1:{port}/0", connect_timeout=1.0)
     with pytest.raises(StoreUnavailable, match=rf"127\.0\.0\.1:{port}.*check that the server is running") as info:
         s.ping()
