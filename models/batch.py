@@ -165,6 +165,9 @@ class DetectionResult:
                     "largest_object_px": s.largest_object,
                     "n_seismic_objects": len(s.objects),
                     "common_mode_mm": round(s.common_mode_mm, 3),
+                    "post_event_pixels": s.post_event_pixels,
+                    "afterslip_median_mm": round(s.afterslip_median_mm, 3),
+                    "n_afterslip_objects": len(s.afterslip_objects),
                     "seconds": round(s.seconds, 4),
                 }
                 for s in self.scores

@@ -29,8 +29,8 @@ from tqdm.auto import tqdm
 
 from ladsdin.models.baseline import evaluate_trend, fit_trend, last_value_forecast
 from ladsdin.models.cleaning import Calendar
-from ladsdin.models.forecaster import BURN_IN, MAX_GAP, STATE_DTYPE, Forecaster, PixelState
-from ladsdin.models.thresholds import MIN_PIXELS_FOR_COMMON_MODE, common_mode, residual_sigma, series_nanstd
+from ladsdin.models.forecaster import BURN_IN, MAX_GAP, STATE_DTYPE, TRACK_FACTOR_DEFAULT, Forecaster, PixelState
+from ladsdin.models.thresholds import MIN_PIXELS_FOR_COMMON_MODE, common_mode, common_mode_bound, residual_sigma, series_nanstd
 from ladsdin.models.tiling import TileModel, pixel_keys
 from ladsdin.models.training import TrainConfig, grid_search
 
@@ -156,6 +156,20 @@ def _gap_factors(fc: Forecaster, xn: np.ndarray, y: np.ndarray, trend: np.ndarra
     return np.maximum.accumulate(np.maximum(g, 1.0))
 
 
+def _track_factor(rc: np.ndarray, sigma: np.ndarray) -> float:
+    """sigma of the post-event regime's forecast over sigma (eq. 3), median over pixels.
+
+    In that regime the level follows each observation, so a residual becomes the difference of
+    two consecutive one-step residuals: sqrt 2 for white residuals, less where they are
+    correlated in time (slow atmosphere or seasonal misfit), more where they alternate.
+    """
+    d = np.diff(rc, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = residual_sigma(d, floor_mm=0.0) / sigma
+    ratio = ratio[np.isfinite(ratio) & (ratio > 0)]
+    return float(np.clip(np.median(ratio), 0.5, 3.0)) if ratio.size else TRACK_FACTOR_DEFAULT
+
+
 def _rms(a: np.ndarray) -> float:
     return float(np.sqrt(np.nanmean(a**2))) if np.isfinite(a).any() else float("nan")
 
@@ -238,6 +252,8 @@ def fit_tiles(
     ratio = ratio[np.isfinite(ratio)]
     calib = float(np.clip(np.median(ratio), *CALIBRATION_BOUNDS)) if ratio.size else 1.0
     sig_s = (sigma_fit * calib).astype(np.float32)
+    fc.track_factor = _track_factor(rc[:n_fit], sigma_fit)
+    fc.cm_bound_mm = common_mode_bound(cm[BURN_IN:]) if cm_on else float("inf")
     g_cols = sample.smallest(GAP_PIXELS)
     fc.gap_factor = _gap_factors(fc, xs[:, g_cols], sample.y[:, g_cols], sample.trend[:, g_cols], sample.scale[g_cols],
                                  sig_s[g_cols], pixels[g_cols] if pixels is not None else None, cm_on, nm)
@@ -260,6 +276,8 @@ def fit_tiles(
         "r2_median": float(np.nanmedian(r2)),
         "sigma_calibration": calib,
         "sigma_median_mm": float(np.nanmedian(sig_s)),
+        "track_factor": round(fc.track_factor, 4),
+        "common_mode_bound_mm": round(fc.cm_bound_mm, 3) if np.isfinite(fc.cm_bound_mm) else None,
         "gap_factor": [round(float(v), 3) for v in fc.gap_factor],
         "val_rms_lstm_mm": _rms(rc[n_fit:]),
         "val_rms_baseline_mm": _rms(rb[n_fit:]),

@@ -23,6 +23,9 @@ class DetectConfig:
     connectivity: int = 4
     common_mode: str = "median"
     reanchor: bool = True
+    #: how long a pixel of a seismic object stays in the post-event regime, days (0 = never)
+    post_event_days: float = 365.0
+    sign_split: bool = True
     min_coherence: float = 0.25
     min_valid_fraction: float = 0.5
     step_days: int = 12
@@ -40,6 +43,8 @@ class DetectConfig:
             raise ValueError(f"--common-mode must be one of {COMMON_MODES}, got '{self.common_mode}'")
         if self.tile < 8:
             raise ValueError(f"the tile size must be >= 8 pixels, got {self.tile}")
+        if not 0 <= self.post_event_days <= 255 * self.step_days:
+            raise ValueError(f"--post-event-days must be in [0, {255 * self.step_days}], got {self.post_event_days}")
         if self.connectivity not in (4, 8):
             raise ValueError(f"--connectivity must be 4 or 8, got {self.connectivity}")
 

@@ -46,6 +46,11 @@ class ScoreParams:
     connectivity: int = 4
     common_mode: str = "median"  # 'none' | 'median' | 'plane'
     reanchor: bool = True
+    #: slots a pixel of a seismic object stays in the post-event regime (0 = no regime; models
+    #: stored before it existed have none)
+    post_event_slots: int = 0
+    #: objects hold anomalies of one sign (a lobe, not the noise of the other sign beside it)
+    sign_split: bool = False
 
 
 @dataclass
@@ -61,6 +66,12 @@ class EpochScore:
     largest_object: int  # pixels in the largest connected anomaly object
     common_mode_mm: float
     objects: list[SeismicObject] = field(default_factory=list)
+    #: objects of post-event motion (afterslip) not yet reported: more than N_a connected pixels
+    #: of one sign in the post-event regime that moved by more than N_m sigma since the event or
+    #: their last report (D_s = that motion). Never seismic objects: a labelled signal of its own.
+    afterslip_objects: list[SeismicObject] = field(default_factory=list)
+    post_event_pixels: int = 0  # valid pixels in the post-event regime
+    afterslip_median_mm: float = 0.0  # median motion of those pixels since they entered it, LOS mm
     anomaly: np.ndarray | None = None  # bool
     seismic: np.ndarray | None = None  # bool
     predicted: np.ndarray | None = None  # float32 P_k, LOS mm

@@ -43,6 +43,8 @@ CHUNK = 16_384
 STATE_DTYPE = torch.float16
 #: Dtype of a pending step (mm): 0.25 mm resolution at 500 mm, far below any threshold.
 STEP_DTYPE = torch.float16
+#: The post-event regime's sigma factor of a model that did not measure its own (white residuals).
+TRACK_FACTOR_DEFAULT = float(np.sqrt(2.0))
 
 
 @dataclass
@@ -53,6 +55,11 @@ class PixelState:
     (0 = observed at ``slot``); offset: (p,) float32 mm, the re-anchoring level shift;
     last_step: (p,) float16 mm, the corrected residual of the pixel's last observation when it
     was anomalous and not re-anchored (a step awaiting confirmation), NaN otherwise.
+
+    The post-event regime (DESIGN.md §1; :mod:`ladsdin.models.scoring`): ``post`` (p,) uint8
+    slots left in it (0 = normal), ``after_mm`` (p,) float16 the motion tracked since the pixel
+    entered it (afterslip, mm; 0 outside it) and ``after_rep`` (p,) float16 the part of it already
+    reported in an afterslip alert.
     """
 
     h: torch.Tensor
@@ -61,10 +68,20 @@ class PixelState:
     offset: torch.Tensor
     slot: int
     last_step: torch.Tensor | None = None
+    post: torch.Tensor | None = None
+    after_mm: torch.Tensor | None = None
+    after_rep: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
+        dev, shape = self.offset.device, self.offset.shape
         if self.last_step is None:
-            self.last_step = torch.full(self.offset.shape, float("nan"), dtype=STEP_DTYPE, device=self.offset.device)
+            self.last_step = torch.full(shape, float("nan"), dtype=STEP_DTYPE, device=dev)
+        if self.post is None:
+            self.post = torch.zeros(shape, dtype=torch.uint8, device=dev)
+        if self.after_mm is None:
+            self.after_mm = torch.zeros(shape, dtype=STEP_DTYPE, device=dev)
+        if self.after_rep is None:
+            self.after_rep = torch.zeros(shape, dtype=STEP_DTYPE, device=dev)
 
     @property
     def n_pixels(self) -> int:
@@ -83,6 +100,12 @@ class Forecaster:
     gap_factor: np.ndarray  # (MAX_GAP,) float32, g(m) for an m-step forecast, g(1) = 1
     device: torch.device
     report: dict[str, Any] = field(default_factory=dict)
+    #: sigma of the post-event regime's forecast ("last value + the model's increment") over
+    #: sigma (eq. 3), from the training residuals (sqrt 2 for white residuals)
+    track_factor: float = TRACK_FACTOR_DEFAULT
+    #: the largest plausible common mode of an epoch, mm (``thresholds.common_mode_bound`` of the
+    #: training epochs'; inf = unbounded, as models stored before it)
+    cm_bound_mm: float = float("inf")
 
     @property
     def n_pixels(self) -> int:
@@ -138,7 +161,9 @@ class Forecaster:
             _, (h, c) = self.net(make_inputs(xn[None]), hc)
         seen = torch.isfinite(xn)
         since = torch.where(seen, torch.zeros_like(state.since_obs), state.since_obs + 1)
-        return PixelState(h.to(STATE_DTYPE), c.to(STATE_DTYPE), since, state.offset, k, state.last_step)
+        post = (state.post.to(torch.int16) - 1).clamp(min=0).to(torch.uint8)  # one slot of the regime spent
+        return PixelState(h.to(STATE_DTYPE), c.to(STATE_DTYPE), since, state.offset, k, state.last_step,
+                          post, state.after_mm, state.after_rep)
 
     @torch.no_grad()
     def run_sequence(self, xn: np.ndarray, pixels: np.ndarray | None = None, chunk: int = CHUNK) -> tuple[np.ndarray, tuple[torch.Tensor, torch.Tensor]]:

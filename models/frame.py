@@ -130,7 +130,8 @@ def bootstrap_frame(read: Callable[[int], TileSeries], tiling: Tiling, lat: np.n
         ) from None
     n_a = seismic_pixel_count(cfg.seismic_area_km2, pixel_area, cfg.downsample)  # eq. 5
     cm = cfg.common_mode if fc.report["common_mode"] else "none"
-    params = ScoreParams(cfg.nm, n_a, cfg.connectivity, cm, cfg.reanchor)
+    post_slots = int(np.ceil(cfg.post_event_days / cfg.step_days - 1e-9)) if cfg.reanchor else 0
+    params = ScoreParams(cfg.nm, n_a, cfg.connectivity, cm, cfg.reanchor, post_slots, cfg.sign_split)
     version = f"{MODEL_VERSION}/{fc.report['kind']}-K{fc.report['layers']}S{fc.report['hidden']}/{cfg.digest()}"
     return FrameModel(fc, tiling, tiles, tiled_grid(lat, lon, tiles), params, version, pixel_area)
 

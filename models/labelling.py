@@ -16,6 +16,8 @@ class SeismicObject:
 
     ``label`` is the raster-order label of the object in its epoch (1-based, deterministic), and
     ``index`` its rank among the epoch's seismic objects (0-based, raster order of first pixel).
+    With one-sign labelling (:func:`label_signed`) the positive objects come first, each sign
+    in raster order.
     """
 
     index: int
@@ -46,13 +48,30 @@ def label_anomalies(anomaly: np.ndarray, connectivity: int = 4) -> tuple[np.ndar
     return labels.astype(np.int32, copy=False), int(n)
 
 
+def label_signed(anomaly: np.ndarray, positive: np.ndarray, connectivity: int = 4) -> tuple[np.ndarray, int]:
+    """Label the positive and the negative anomalies of a mask apart: an object then holds one
+    sign only (a deformation lobe, not the noise of the other sign that touches it).
+
+    Args:
+        anomaly: (n_lat, n_lon) bool.
+        positive: (n_lat, n_lon) bool, the anomalies' sign (ignored off the mask).
+
+    Returns:
+        (labels, n) as :func:`label_anomalies`: the positive objects first (raster order), then
+        the negative ones.
+    """
+    pos, n_pos = label_anomalies(anomaly & positive, connectivity)
+    neg, n_neg = label_anomalies(anomaly & ~positive, connectivity)
+    return np.where(neg > 0, neg + n_pos, pos).astype(np.int32, copy=False), n_pos + n_neg
+
+
 def object_sizes(labels: np.ndarray, n: int) -> np.ndarray:
     """Pixel count of each label 1..n as an (n,) int64 array."""
     return np.bincount(labels.ravel(), minlength=n + 1)[1:]
 
 
 def seismic_objects(
-    anomaly: np.ndarray, residual: np.ndarray, n_a: int, connectivity: int = 4
+    anomaly: np.ndarray, residual: np.ndarray, n_a: int, connectivity: int = 4, positive: np.ndarray | None = None
 ) -> tuple[list[SeismicObject], np.ndarray, int]:
     """Find the seismic objects of one epoch and their deformation D_s (eq. 6).
 
@@ -61,12 +80,13 @@ def seismic_objects(
         residual: (n_lat, n_lon) D_k - P_k, LOS mm, +towards satellite, *not* corrected for the
             epoch's common mode: a large earthquake moves the frame median too.
         n_a: N_a from eq. 5; every object with more than N_a pixels is seismic.
+        positive: the anomalies' sign; given, objects hold one sign only (:func:`label_signed`).
 
     Returns:
         (objects, deformation (n_lat, n_lon) float32 with D_s inside objects and NaN outside,
         size of the largest connected object in pixels, seismic or not).
     """
-    labels, n = label_anomalies(anomaly, connectivity)
+    labels, n = label_anomalies(anomaly, connectivity) if positive is None else label_signed(anomaly, positive, connectivity)
     deformation = np.full(anomaly.shape, np.nan, dtype=np.float32)
     if n == 0:
         return [], deformation, 0

@@ -110,7 +110,29 @@ def _histogram_mode(r: np.ndarray, bin_width: float) -> float:
     return float(0.5 * (edges[k] + edges[k + 1]))
 
 
-def common_mode(residual: np.ndarray, sigma: np.ndarray, nm: float, iterations: int = 5) -> float:
+#: The common-mode bound: this factor times the largest training common mode, plus the margin.
+COMMON_MODE_BOUND_FACTOR = 1.5
+COMMON_MODE_BOUND_MARGIN_MM = 2.0
+
+
+def common_mode_bound(cm_train: np.ndarray) -> float:
+    """The largest common mode an epoch may have, mm: 1.5 x the largest of the training epochs'
+    plus 2 mm (inf without training values).
+
+    The common mode is a nuisance (reference-area noise, an unwrapping error at the reference):
+    its size in training tells what it can be. An earthquake that covers most of a frame leaves
+    too little far field for the histogram mode to find; without a bound, the mode lands on a
+    deformed plateau (measured: -81 mm on a Menyuan frame whose training common modes stay within
+    a few mm), every far-field pixel then looks anomalous, and the lobes shrink.
+    """
+    v = np.abs(np.asarray(cm_train, dtype=np.float64))
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return float("inf")
+    return float(COMMON_MODE_BOUND_FACTOR * v.max() + COMMON_MODE_BOUND_MARGIN_MM)
+
+
+def common_mode(residual: np.ndarray, sigma: np.ndarray, nm: float, iterations: int = 5, bound: float = float("inf")) -> float:
     """Robust frame-wide offset of one epoch's residual map (mm).
 
     Reference-area and unwrapping effects shift a whole epoch by tens of mm; removing that offset
@@ -122,6 +144,9 @@ def common_mode(residual: np.ndarray, sigma: np.ndarray, nm: float, iterations: 
         residual: (n_pix,) D_k - P_k, mm, NaN where unobserved.
         sigma: (n_pix,) residual scale, mm.
 
+        bound: the largest plausible offset, mm (:func:`common_mode_bound`): the mode is sought
+            among the residuals within it, and the result is clipped to it.
+
     Returns:
         The offset in mm; 0.0 when too few pixels are valid to estimate one.
     """
@@ -129,12 +154,14 @@ def common_mode(residual: np.ndarray, sigma: np.ndarray, nm: float, iterations: 
     if ok.sum() < MIN_PIXELS_FOR_COMMON_MODE:
         return 0.0
     r, s = residual[ok], sigma[ok]
-    cm = _histogram_mode(r, 0.5 * float(np.median(s)))
+    inside = np.abs(r) <= bound
+    start = r[inside] if inside.sum() >= MIN_PIXELS_FOR_COMMON_MODE else r
+    cm = float(np.clip(_histogram_mode(start, 0.5 * float(np.median(s))), -bound, bound))
     for _ in range(iterations):
         keep = np.abs(r - cm) <= nm * s
         if keep.sum() < MIN_PIXELS_FOR_COMMON_MODE:
             break
-        new = float(np.median(r[keep]))
+        new = float(np.clip(np.median(r[keep]), -bound, bound))
         if abs(new - cm) < 1e-3:
             cm = new
             break
@@ -143,7 +170,8 @@ def common_mode(residual: np.ndarray, sigma: np.ndarray, nm: float, iterations: 
 
 
 def planar_ramp(
-    residual: np.ndarray, rows: np.ndarray, cols: np.ndarray, sigma: np.ndarray, nm: float, iterations: int = 5
+    residual: np.ndarray, rows: np.ndarray, cols: np.ndarray, sigma: np.ndarray, nm: float, iterations: int = 5,
+    bound: float = float("inf"),
 ) -> np.ndarray:
     """Robust plane a + b*row + c*col fitted to one epoch's residuals (orbital/long-wave trend).
 
@@ -161,7 +189,7 @@ def planar_ramp(
     r = np.where(ok0, residual, 0.0).astype(np.float64)
     s = np.where(ok0, sigma, np.inf)
     # Start from the pixels near the epoch's far-field level, not from all of them.
-    keep = ok0 & (np.abs(r - common_mode(residual, sigma, nm)) <= np.maximum(nm * s, 3.0 * float(np.nanmedian(sigma))))
+    keep = ok0 & (np.abs(r - common_mode(residual, sigma, nm, bound=bound)) <= np.maximum(nm * s, 3.0 * float(np.nanmedian(sigma))))
     if keep.sum() < MIN_PIXELS_FOR_COMMON_MODE:
         keep = ok0.copy()
     plane = np.zeros(residual.size)

@@ -9,16 +9,18 @@ of the network's ``state_dict``, float32; a few KB for the shared LSTM), ``gap_f
 (MAX_GAP,) float32, ``grid.lat`` (n_lat,) and ``grid.lon`` (n_lon,) float64 degrees; meta
 ``network`` {kind, layers, hidden, n_pixels}, ``calendar`` {start, step_days, n_slots},
 ``params`` (:class:`ScoreParams`), ``tiling``, ``tile_pixels`` (pixels per tile), ``report``,
-``info`` (the caller's JSON dict), ``content_hash`` (of every array, network, calendar, params
+``track_factor`` (the post-event regime's sigma factor), ``cm_bound_mm`` (null = unbounded), ``info`` (the caller's JSON dict), ``content_hash`` (of every array, network, calendar, params
 and tiling: identifies the fitted model), ``model_version`` and ``config_hash``.
 
 Model tile (``"ladsdin.tile-model"``): ``mask`` the tile's modelled pixels as packed bits (1 bit
 per pixel of the tile, row-major), ``coef`` (p, 4) float32, ``scale``, ``sigma`` (p,) float32.
 
-State tile (``"ladsdin.pixel-state"``, the lean state: 4 K S + 7 bytes per modelled pixel, 71 for
-the default K = 1, S = 16): ``h``, ``c`` (K, p, S) float16, ``since_obs`` (p,) uint8 (saturating at
-255: any gap beyond MAX_GAP slots is widened alike), ``offset`` (p,) float32 mm, ``last_step``
-(p,) float16 mm (a step awaiting confirmation, NaN = none); meta ``slot``.
+State tile (``"ladsdin.pixel-state"``, the lean state: 4 K S + 12 bytes per modelled pixel, 76
+for the default K = 1, S = 16): ``h``, ``c`` (K, p, S) float16, ``since_obs`` (p,) uint8
+(saturating at 255: any gap beyond MAX_GAP slots is widened alike), ``offset`` (p,) float32 mm,
+``last_step`` (p,) float16 mm (a step awaiting confirmation, NaN = none), the post-event regime
+``post`` (p,) uint8, ``after_mm`` and ``after_rep`` (p,) float16 mm; meta ``slot``. A state
+written before the post-event regime existed (no ``post``) decodes with the regime off.
 
 State manifest (``"ladsdin.state-manifest"``): meta ``slot``, ``version`` (the store's tile
 version id) and ``tiles``.
@@ -38,7 +40,7 @@ import torch
 
 from ladsdin.models.cleaning import Calendar
 from ladsdin.models.detector import FrameModel, ScoreParams, tiled_grid
-from ladsdin.models.forecaster import STATE_DTYPE, STEP_DTYPE, Forecaster, PixelState
+from ladsdin.models.forecaster import STATE_DTYPE, STEP_DTYPE, TRACK_FACTOR_DEFAULT, Forecaster, PixelState
 from ladsdin.models.lstm import build_network
 from ladsdin.models.tiling import TileModel, Tiling
 from ladsdin.state.codec import StateFormatError, decode_arrays, encode_arrays
@@ -51,6 +53,8 @@ STATE_MANIFEST_KIND = "ladsdin.state-manifest"
 #: format version covers the container). 2: tiled model, lean state.
 MODEL_SCHEMA = 2
 _SINCE_MAX = 255
+#: The post-event regime's arrays of a state tile (absent from states written before it).
+_REGIME_ARRAYS = ("post", "after_mm", "after_rep")
 
 
 def _hash(obj: Any, arrays: Sequence[Mapping[str, np.ndarray]] = ()) -> str:
@@ -117,6 +121,8 @@ def encode_model(model: FrameModel, info: Mapping[str, Any] | None = None) -> tu
         "tiling": tiling.to_dict(),
         "tile_pixels": [t.n_pixels for t in model.tiles],
         "pixel_area_km2": float(model.pixel_area_km2),
+        "track_factor": float(fc.track_factor),
+        "cm_bound_mm": float(fc.cm_bound_mm) if np.isfinite(fc.cm_bound_mm) else None,
     }
     content = _hash(config, [arrays, *tiles])
     meta = {
@@ -161,7 +167,9 @@ def decode_model(manifest: bytes, tiles: Sequence[bytes], device: torch.device) 
     tile_models = [_decode_tile(tiling, i, blob, counts[i]) for i, blob in enumerate(tiles)]
     empty = np.zeros(0, np.float32)
     fc = Forecaster(net=net.to(device).eval(), calendar=calendar, coef=np.zeros((0, 4), np.float32), scale=empty, sigma=empty,
-                    gap_factor=np.array(arrays["gap_factor"]), device=device, report=dict(meta.get("report") or {}))
+                    gap_factor=np.array(arrays["gap_factor"]), device=device, report=dict(meta.get("report") or {}),
+                    track_factor=float(meta.get("track_factor", TRACK_FACTOR_DEFAULT)),
+                    cm_bound_mm=float(meta["cm_bound_mm"]) if meta.get("cm_bound_mm") is not None else float("inf"))
     grid = tiled_grid(np.array(arrays["grid.lat"]), np.array(arrays["grid.lon"]), tile_models)
     version = str(meta.get("model_version") or meta.get("content_hash"))
     model = FrameModel(fc, tiling, tile_models, grid, params, version, float(meta.get("pixel_area_km2", 0.0)))
@@ -194,6 +202,9 @@ def encode_state(state: PixelState) -> bytes:
         "since_obs": np.minimum(since, _SINCE_MAX).astype(np.uint8),
         "offset": state.offset.detach().cpu().numpy().astype(np.float32),
         "last_step": state.last_step.detach().to(STEP_DTYPE).cpu().numpy(),
+        "post": state.post.detach().to(torch.uint8).cpu().numpy(),
+        "after_mm": state.after_mm.detach().to(STEP_DTYPE).cpu().numpy(),
+        "after_rep": state.after_rep.detach().to(STEP_DTYPE).cpu().numpy(),
     }
     return encode_arrays(arrays, {"kind": STATE_KIND, "schema": MODEL_SCHEMA, "slot": int(state.slot)})
 
@@ -208,15 +219,19 @@ def decode_state(blob: bytes, device: torch.device) -> PixelState:
     _require(arrays, meta, STATE_KIND, ("h", "c", "since_obs", "offset", "last_step"))
     h, c = arrays["h"], arrays["c"]
     n_p = h.shape[1] if h.ndim == 3 else -1
-    if h.shape != c.shape or n_p < 0 or any(arrays[n].shape != (n_p,) for n in ("since_obs", "offset", "last_step")):
+    regime = [n for n in _REGIME_ARRAYS if n in arrays]
+    if regime and len(regime) != len(_REGIME_ARRAYS):
+        raise StateFormatError(f"pixel-state blob has {regime} of the post-event arrays {_REGIME_ARRAYS}; it is corrupt")
+    if h.shape != c.shape or n_p < 0 or any(arrays[n].shape != (n_p,) for n in ("since_obs", "offset", "last_step", *regime)):
         shapes = {n: a.shape for n, a in arrays.items()}
         raise StateFormatError(f"pixel-state blob has inconsistent shapes {shapes}; expected h, c (K, P, S) and (P,) vectors")
     slot = meta.get("slot")
     if not isinstance(slot, int):
         raise StateFormatError(f"pixel-state blob has no integer slot (got {slot!r})")
     since = torch.from_numpy(arrays["since_obs"].astype(np.int32)).to(device)
+    extra = {n: _tensor(arrays[n], device) for n in regime}
     return PixelState(_tensor(h, device), _tensor(c, device), since, _tensor(arrays["offset"], device), slot=slot,
-                      last_step=_tensor(arrays["last_step"], device))
+                      last_step=_tensor(arrays["last_step"], device), **extra)
 
 
 def encode_state_manifest(version: str, n_tiles: int, slot: int, model: str = "") -> bytes:

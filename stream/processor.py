@@ -81,7 +81,7 @@ class _StateMoved(Exception):
 def detect_config(settings: Settings) -> DetectConfig:
     """The detector the stream runs, from the settings (``LADSDIN_NM`` ... ``LADSDIN_TRAIN_PIXELS``)."""
     return DetectConfig(nm=settings.nm, seismic_area_km2=settings.seismic_area_km2, downsample=settings.downsample,
-                        tile=settings.state_tile, train=TrainConfig(train_pixels=settings.train_pixels,
+                        post_event_days=settings.post_event_days, tile=settings.state_tile, train=TrainConfig(train_pixels=settings.train_pixels,
                                                                     calibration_pixels=settings.calibration_pixels))
 
 
@@ -276,6 +276,9 @@ class EpochProcessor:
             "examined": score.examined,
             "gap_steps": max(score.horizon_max - 1, 0),
             "common_mode_mm": round(score.common_mode_mm, 3),
+            "post_event_pixels": score.post_event_pixels,
+            "afterslip_median_mm": round(score.afterslip_median_mm, 3),
+            "n_afterslip_objects": len(score.afterslip_objects),
             "latency_s": latency_s,
             "produced_at": now_iso(),
             "model_version": loaded.version,

@@ -14,6 +14,11 @@ Facts from DESIGN.md §2 unless noted:
   tracks (a N-S strike-slip fault would be nearly invisible to a near-polar orbit).
 - ``null``: the Menyuan frame with no event, for false-alarm rates.
 
+Afterslip: both events are followed by logarithmic afterslip on their own patches, deeper
+patches slipping more (``afterslip_fraction`` of the coseismic slip after one year: 12 % for
+Menyuan, 10 % for Delingha). These are simulator choices of the order reported after shallow
+continental strike-slip events, not fitted values.
+
 The track numbers of the Menyuan frames (128A, 026D) are the LiCSAR tracks over Menyuan; those of
 the Delingha preset are illustrative (they only have to make valid frame IDs).
 """
@@ -46,6 +51,10 @@ class Scenario:
             profile, Savage & Burford 1973), mm/yr; 0 for none.
         locking_depth_km: locking depth of that profile, km.
         dem_mean_m, dem_std_m: elevation of the synthetic DEM, metres.
+        afterslip_fraction: postseismic afterslip one year after the event, as a fraction of
+            the coseismic slip, on the same patches weighted towards depth (down-dip afterslip);
+            0 for none. Its time function is logarithmic, log(1 + t/tau) (Marone et al. 1991).
+        afterslip_tau_days: the decay time tau of that logarithm, days.
     """
 
     name: str
@@ -61,6 +70,8 @@ class Scenario:
     locking_depth_km: float = 15.0
     dem_mean_m: float = 3600.0
     dem_std_m: float = 450.0
+    afterslip_fraction: float = 0.0
+    afterslip_tau_days: float = 30.0
     description: str = field(default="", compare=False)
 
     @property
@@ -126,6 +137,7 @@ MENYUAN = Scenario(
     locking_depth_km=15.0,
     dem_mean_m=3600.0,
     dem_std_m=450.0,
+    afterslip_fraction=0.12,
     description="Menyuan 2022-01-07 Mw 6.6 left-lateral surface rupture, ~30 km",
 )
 
@@ -142,6 +154,7 @@ DELINGHA = Scenario(
     locking_depth_km=12.0,
     dem_mean_m=4100.0,
     dem_std_m=350.0,
+    afterslip_fraction=0.1,
     description="Delingha 2022-01-23 Mw 5.6 buried right-lateral, 0.2 m at 2-7.6 km",
 )
 

@@ -5,6 +5,7 @@ Maps are (n_lat, n_lon) float32 with lat descending (north first), lon ascending
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,7 +78,7 @@ def los_unit_vectors(grid: Grid, track: str) -> tuple[np.ndarray, np.ndarray, np
             np.degrees(inc).astype(np.float32))
 
 
-def _smooth(rng: np.random.Generator, grid: Grid, outer_km: float, beta: float = 3.6) -> np.ndarray:
+def smooth_field(rng: np.random.Generator, grid: Grid, outer_km: float, beta: float = 3.6) -> np.ndarray:
     """A smooth unit-variance random field, (n_lat, n_lon) float32."""
     return unit_field(rng, spectral_filter(grid.shape, grid.dy_km, grid.dx_km, beta, 2 * np.pi / outer_km), grid.shape)
 
@@ -121,6 +122,7 @@ class Scene:
         seasonal_cos, seasonal_sin: annual LOS terms, mm: a_c cos(wt) + a_s sin(wt), with t in
             days since 2000-01-01 and w = 2π/365.25 (peak heave near day-of-year 60).
         coseismic: LOS mm, +towards satellite, before referencing (0 without an event).
+        afterslip: LOS mm one year after the event, before referencing (0 without afterslip).
         decorrelated: bool, near field lost after the event.
         e_east, e_north, e_up, incidence: LOS geometry (see los_unit_vectors).
         ref: (row0, col0) of the REF_SIZE x REF_SIZE reference window.
@@ -136,12 +138,36 @@ class Scene:
     seasonal_sin: np.ndarray
     coseismic: np.ndarray
     decorrelated: np.ndarray
+    afterslip: np.ndarray
     e_east: np.ndarray
     e_north: np.ndarray
     e_up: np.ndarray
     incidence: np.ndarray
     ref: tuple[int, int]
     snow_ok: np.ndarray
+
+
+def afterslip_patches(scenario: Scenario) -> tuple[Fault, ...]:
+    """The afterslip reached one year after the event: each coseismic patch slips again by
+    ``afterslip_fraction`` of its slip, weighted by its mid-depth over the patches' mean (deeper
+    patches slip more, as down-dip afterslip does); the total moment fraction is kept."""
+    if not scenario.faults or scenario.afterslip_fraction <= 0:
+        return ()
+    mids = np.array([0.5 * (f.top_km + f.bottom_km) for f in scenario.faults])
+    slips = np.array([f.slip_m for f in scenario.faults])
+    w = mids / max(float(np.average(mids, weights=np.maximum(slips, 1e-9))), 1e-9)
+    return tuple(dataclasses.replace(f, slip_m=float(scenario.afterslip_fraction * f.slip_m * wi), opening_m=0.0)
+                 for f, wi in zip(scenario.faults, w))
+
+
+def _afterslip_los(grid: Grid, scenario: Scenario, e_e: np.ndarray, e_n: np.ndarray, e_u: np.ndarray) -> np.ndarray:
+    """LOS mm of one year of afterslip (0 without it); no random numbers are drawn, so a preset's
+    other fields do not depend on whether it has afterslip."""
+    patches = afterslip_patches(scenario)
+    if not patches:
+        return np.zeros(grid.shape, dtype=np.float32)
+    ue, un, uz = faults_displacement(grid.east_km[None, :], grid.north_km[:, None], patches)
+    return (1000.0 * (ue * e_e + un * e_n + uz * e_u)).astype(np.float32)
 
 
 def _reference_corner(grid: Grid, scenario: Scenario, rng: np.random.Generator) -> tuple[int, int]:
@@ -176,9 +202,9 @@ def build_scene(rng: np.random.Generator, grid: Grid, scenario: Scenario, track:
     # coherence: a smooth field, lower on steep slopes (layover, shadow, vegetation)
     gy, gx = np.gradient(dem.astype(np.float64), grid.dy_km * 1000.0, grid.dx_km * 1000.0)
     slope_deg = np.degrees(np.arctan(np.hypot(gx, gy)))
-    coh = 0.62 + 0.10 * _smooth(rng, grid, 15.0) - 0.006 * slope_deg
+    coh = 0.62 + 0.10 * smooth_field(rng, grid, 15.0) - 0.006 * slope_deg
     coh = np.clip(coh, 0.25, 0.95)
-    rough = _smooth(rng, grid, 3.0, beta=3.0)
+    rough = smooth_field(rng, grid, 3.0, beta=3.0)
     area_km2 = ny * nx * grid.dy_km * grid.dx_km
     allowed = ~near_ref & (d_fault > 6.0)  # keep the reference and the fault visible
     nodata = np.zeros(grid.shape, dtype=bool)
@@ -199,7 +225,7 @@ def build_scene(rng: np.random.Generator, grid: Grid, scenario: Scenario, track:
     coherence = np.where(nodata, np.nan, coh).astype(np.float32)
 
     # secular motion: regional field + interseismic loading (Savage & Burford 1973) + a bowl
-    vel = 1.5 * _smooth(rng, grid, 60.0)
+    vel = 1.5 * smooth_field(rng, grid, 60.0)
     if scenario.faults and scenario.interseismic_mm_yr:
         f0 = scenario.faults[0]
         s = np.radians(f0.strike_deg)
@@ -216,10 +242,10 @@ def build_scene(rng: np.random.Generator, grid: Grid, scenario: Scenario, track:
         vel = vel - rng.uniform(15.0, 25.0) * np.exp(-r2 / (2 * rng.uniform(1.5, 4.0) ** 2)) * e_u
 
     # permafrost: 10-30 mm of seasonal heave on high ground, peaking in late winter
-    patchy = np.clip((_smooth(rng, grid, 12.0) - 0.6) / 0.6, 0.0, 1.0)
+    patchy = np.clip((smooth_field(rng, grid, 12.0) - 0.6) / 0.6, 0.0, 1.0)
     high = np.clip((dem - np.quantile(dem, 0.4)) / max(np.quantile(dem, 0.8) - np.quantile(dem, 0.4), 1.0), 0.0, 1.0)
-    amp = patchy * high * (10.0 + 20.0 * np.clip(0.5 + 0.35 * _smooth(rng, grid, 20.0), 0.0, 1.0)) * e_u
-    peak = 2 * np.pi * (60.0 + 15.0 * _smooth(rng, grid, 30.0)) / 365.25
+    amp = patchy * high * (10.0 + 20.0 * np.clip(0.5 + 0.35 * smooth_field(rng, grid, 20.0), 0.0, 1.0)) * e_u
+    peak = 2 * np.pi * (60.0 + 15.0 * smooth_field(rng, grid, 30.0)) / 365.25
 
     # coseismic LOS; the near field within ~2-3 km of the trace, and any pixel where the
     # coseismic phase aliases (over half a fringe per pixel), is lost in C band
@@ -231,13 +257,14 @@ def build_scene(rng: np.random.Generator, grid: Grid, scenario: Scenario, track:
         gy, gx = np.gradient(cos_los)
         decor = np.hypot(gx, gy) > 0.5 * MM_PER_CYCLE
         if scenario.decorrelation_km > 0:
-            width = scenario.decorrelation_km * (1.0 + 0.2 * np.clip(_smooth(rng, grid, 8.0), -2.5, 2.5))
+            width = scenario.decorrelation_km * (1.0 + 0.2 * np.clip(smooth_field(rng, grid, 8.0), -2.5, 2.5))
             decor |= _dist_to_traces(grid, scenario.faults, max_top_km=1.0) < width
         decor &= ~in_ref
+    after_los = _afterslip_los(grid, scenario, e_e, e_n, e_u)
     return Scene(
         dem=dem, coherence=coherence, noise_std=np.minimum(noise_std, 25.0).astype(np.float32),
         nodata=nodata, velocity=vel.astype(np.float32),
         seasonal_cos=(amp * np.cos(peak)).astype(np.float32), seasonal_sin=(amp * np.sin(peak)).astype(np.float32),
-        coseismic=cos_los, decorrelated=decor, e_east=e_e, e_north=e_n, e_up=e_u, incidence=inc,
+        coseismic=cos_los, decorrelated=decor, afterslip=after_los, e_east=e_e, e_north=e_n, e_up=e_u, incidence=inc,
         ref=ref, snow_ok=~in_ref,
     )

@@ -8,17 +8,23 @@ Each acquisition k (a 12-day calendar slot that was not missed) is the sum of
 - stratified troposphere (seasonal ±10-15 mm per km of relief plus per-epoch jitter),
 - an orbital ramp (~0.1 mm/km), pixel decorrelation noise (from coherence),
 - on ~``unwrap_fraction`` of the epochs, ±1 cycle (27.73 mm) unwrapping-error blobs,
-- after the event, the Okada (1985) coseismic LOS step,
+- after the event, the Okada (1985) coseismic LOS step and logarithmic afterslip
+  (``A(x) log(1 + t/tau) / log(1 + 365.25/tau)``, ``A`` the LOS of one year of afterslip, see
+  :func:`.scene.afterslip_patches`),
 
 then referenced as LiCSBAS does: minus the per-epoch mean of a 5 x 5 reference window, and
 minus the first epoch (cum[0] = 0). NaN marks water (all epochs), snow on high ground (some
 winter epochs), and the near field after the event (C-band decorrelation). Noise levels follow
-DESIGN.md §2. Memory: the cube plus an int8 cube of the unwrapping truth; float32 throughout.
+DESIGN.md §2. ``nuisance="hard"`` makes a frame that a detector should find hard to keep quiet
+on: stratified delay of 25-35 mm per km of relief, 30 mm of annual motion on most pixels
+(irrigation, wetlands, permafrost: a smooth amplitude field on ~85 % of the frame, its phase
+varying over tens of km), and unwrapping errors on at least 15 % of the epochs. Memory: the cube plus an int8 cube of the unwrapping truth; float32 throughout.
 """
 from __future__ import annotations
 
 import json
 import logging
+import dataclasses
 from dataclasses import asdict
 from typing import Iterable
 
@@ -31,13 +37,17 @@ from ladsdin.models.cube import MM_PER_CYCLE, SIGN, UNITS, WAVELENGTH_M
 from ladsdin.models.simulation.acquisitions import Calendar, event_datetime, make_calendar
 from ladsdin.models.simulation.atmosphere import Turbulence, orbital_ramp, paint_unwrap_blobs, stratified_coefficient
 from ladsdin.models.simulation.scenarios import Scenario, get_scenario
-from ladsdin.models.simulation.scene import HEADING_DEG, REF_SIZE, Grid, Scene, build_scene, make_grid
+from ladsdin.models.simulation.scene import HEADING_DEG, REF_SIZE, Grid, Scene, build_scene, make_grid, smooth_field
 
 logger = logging.getLogger(__name__)
 
 _TRACK_CODE = {"A": 1, "D": 2}
 # seed-stream roles, so that one part of the simulation never shifts another's random numbers
-_SCENE, _CALENDAR, _EPOCH, _EVENT = 0, 1, 2, 3
+_SCENE, _CALENDAR, _EPOCH, _EVENT, _NUISANCE = 0, 1, 2, 3, 4
+#: Nuisance levels of :func:`simulate`.
+NUISANCE_LEVELS = ("standard", "hard")
+#: The hard level's unwrapping-error fraction (a floor on ``unwrap_fraction``).
+HARD_UNWRAP_FRACTION = 0.15
 _WINTER_MONTHS = (12, 1, 2, 3)
 _SNOW_PROBABILITY = 0.5
 
@@ -53,6 +63,23 @@ def _check_args(track: str, n_lat: int, n_lon: int, spacing_deg: float, unwrap_f
     if not 0.0 <= unwrap_fraction <= 1.0:
         raise ValueError(f"unwrap_fraction={unwrap_fraction} must be in [0, 1]")
     return t
+
+
+def _hard_seasonal(scene: Scene, grid: Grid, seed: int) -> Scene:
+    """``scene`` with 30 mm of annual LOS motion added on ~85 % of its pixels (nuisance "hard")."""
+    rng = np.random.default_rng([seed, _NUISANCE])
+
+    cover = np.clip((smooth_field(rng, grid, 25.0) + 1.04) / 0.4, 0.0, 1.0)  # ~15 % of the frame without
+    amp = 30.0 * cover
+    phase = 2 * np.pi * (30.0 + 40.0 * smooth_field(rng, grid, 40.0)) / 365.25
+    return dataclasses.replace(scene, seasonal_cos=(scene.seasonal_cos + amp * np.cos(phase)).astype(np.float32),
+                               seasonal_sin=(scene.seasonal_sin + amp * np.sin(phase)).astype(np.float32))
+
+
+def afterslip_time_function(days: np.ndarray, tau_days: float) -> np.ndarray:
+    """log(1 + t/tau) / log(1 + 365.25/tau): 0 at the event, 1 a year later (0 before it)."""
+    t = np.maximum(np.asarray(days, dtype=np.float64), 0.0)
+    return np.log1p(t / tau_days) / np.log1p(365.25 / tau_days)
 
 
 def _epoch_field(rng: np.random.Generator, scene: Scene, grid: Grid, turb: Turbulence, dem_km: np.ndarray,
@@ -103,6 +130,8 @@ def simulate(
     unwrap_fraction: float = 0.03,
     event_index: int | None = None,
     progress: bool = False,
+    afterslip: bool = True,
+    nuisance: str = "standard",
 ) -> tuple[xr.Dataset, xr.Dataset]:
     """Simulate one frame's LOS displacement time series and its ground truth.
 
@@ -119,6 +148,8 @@ def simulate(
         event_index: calendar slot of the first post-event acquisition (default: ~90 % of the
             slots, within the last 15 %, never next to a gap).
         progress: show a tqdm bar over epochs.
+        afterslip: add the preset's postseismic afterslip after its event (False: a pure step).
+        nuisance: 'standard' (DESIGN.md §2) or 'hard' (see the module docstring).
 
     Returns:
         (cube, truth). cube: ``displacement`` (time, lat, lon) float32 LOS mm, +towards the
@@ -131,6 +162,8 @@ def simulate(
     """
     scenario = get_scenario(preset)
     trk = _check_args(track, n_lat, n_lon, spacing_deg, unwrap_fraction)
+    if nuisance not in NUISANCE_LEVELS:
+        raise ValueError(f"nuisance {nuisance!r} is not one of {', '.join(NUISANCE_LEVELS)}")
     tc = _TRACK_CODE[trk]
     grid = make_grid(scenario.centre_lat, scenario.centre_lon, n_lat, n_lon, spacing_deg)
     runs = tuple(tuple(r) for r in gap_runs)
@@ -140,6 +173,12 @@ def simulate(
     scene = build_scene(rng_scene, grid, scenario, trk)
     strat_amp = float(rng_scene.uniform(10.0, 15.0))
     strat_peak = float(rng_scene.uniform(190.0, 220.0))
+    if nuisance == "hard":
+        scene = _hard_seasonal(scene, grid, seed)
+        strat_amp = float(np.random.default_rng([seed, _NUISANCE, 1]).uniform(25.0, 35.0))
+        unwrap_fraction = max(unwrap_fraction, HARD_UNWRAP_FRACTION)
+    if not afterslip:
+        scene = dataclasses.replace(scene, afterslip=np.zeros_like(scene.afterslip))
     turb = Turbulence(grid.shape, grid.dy_km, grid.dx_km, correlation_km=4.0)
     dem_km = ((scene.dem - scene.dem.mean(dtype=np.float64)) / 1000.0).astype(np.float32)
     snow_levels = np.quantile(scene.dem, np.linspace(0.70, 0.95, 26))
@@ -157,6 +196,13 @@ def simulate(
     forbid = ~scene.snow_ok
     blob_weights = (1.0 - np.nan_to_num(scene.coherence, nan=0.0)) ** 2 + 1e-3
     blob_weights[scene.nodata] = 0.0
+    event_iso, note = "", "no event"
+    after_t = np.zeros(n_t, dtype=np.float32)  # afterslip time function per acquisition
+    if scenario.has_event:
+        when, note = event_datetime(cal, scenario.event_time, np.random.default_rng([seed, _EVENT, tc]))
+        event_iso = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+        days = (dates.astype("datetime64[s]") - np.datetime64(event_iso.rstrip("Z"), "s")).astype(np.float64) / 86400.0
+        after_t = np.where(post, afterslip_time_function(days, scenario.afterslip_tau_days), 0.0).astype(np.float32)
     first = None
     bar = None
     if progress:
@@ -170,6 +216,8 @@ def simulate(
             rng, scene, grid, turb, dem_km, dates[k], t_years, strat_amp, strat_peak)
         if post[k]:
             field += scene.coseismic
+            if after_t[k]:
+                field += scene.afterslip * after_t[k]
         if k > 0 and rng.random() < unwrap_fraction:
             paint_unwrap_blobs(rng, unwrap[k], grid.dy_km, grid.dx_km, blob_weights, unit,
                                1 + int(rng.poisson(0.5)), forbid=forbid)
@@ -194,14 +242,10 @@ def simulate(
         bar.close()
 
     frame = scenario.frame_id(trk)
-    event_iso, note = "", "no event"
-    if scenario.has_event:
-        when, note = event_datetime(cal, scenario.event_time, np.random.default_rng([seed, _EVENT, tc]))
-        event_iso = when.strftime("%Y-%m-%dT%H:%M:%SZ")
     args = dict(preset=scenario.name, track=trk, n_lat=n_lat, n_lon=n_lon, spacing_deg=spacing_deg,
                 n_epochs=n_epochs, seed=seed, start=str(start), step_days=step_days,
                 missing_fraction=missing_fraction, gap_runs=[list(r) for r in cal.gap_runs],
-                unwrap_fraction=unwrap_fraction, event_index=event_index)
+                unwrap_fraction=unwrap_fraction, event_index=event_index, afterslip=afterslip, nuisance=nuisance)
     history = f"ladsdin {ladsdin.__version__} ladsdin.models.simulation.simulate({json.dumps(args)})"
     refarea = f"{c0}:{c0 + REF_SIZE}/{r0}:{r0 + REF_SIZE}"  # LiCSBAS 'x1:x2/y1:y2', half-open
     time = dates.astype("datetime64[ns]")
@@ -222,18 +266,20 @@ def simulate(
         },
     )
     cos_ref = scene.coseismic - np.float32(scene.coseismic[ref_win].mean(dtype=np.float64))
-    truth = _truth_dataset(scenario, cal, scene, cos_ref, unwrap, turb_std, strat, snowy, post,
+    aft_ref = scene.afterslip - np.float32(scene.afterslip[ref_win].mean(dtype=np.float64))
+    truth = _truth_dataset(scenario, cal, scene, cos_ref, aft_ref, after_t, unwrap, turb_std, strat, snowy, post,
                            time, coords, ref_win,
                            dict(frame=frame, track=trk, preset=scenario.name, seed=int(seed),
                                 event_time=event_iso, event_time_note=note, ref_window=refarea,
-                                history=history))
+                                history=history, nuisance=nuisance,
+                                afterslip_tau_days=float(scenario.afterslip_tau_days) if afterslip else 0.0))
     logger.info("simulated %s %s: %d epochs of %d slots, event slot %d", frame, scenario.name, n_t,
                 n_epochs, cal.event_slot)
     return cube_ds, truth
 
 
 def _truth_dataset(scenario: Scenario, cal: Calendar, scene: Scene, coseismic: np.ndarray,
-                   unwrap: np.ndarray, turb_std: np.ndarray, strat: np.ndarray, snowy: np.ndarray,
+                   afterslip: np.ndarray, afterslip_time: np.ndarray, unwrap: np.ndarray, turb_std: np.ndarray, strat: np.ndarray, snowy: np.ndarray,
                    post: np.ndarray, time: np.ndarray, coords: dict[str, np.ndarray],
                    ref_win: tuple[slice, slice], attrs: dict[str, object]) -> xr.Dataset:
     """The truth sidecar.
@@ -241,6 +287,9 @@ def _truth_dataset(scenario: Scenario, cal: Calendar, scene: Scene, coseismic: n
     Variables (LOS mm are positive towards the satellite, relative to the reference window):
 
     - ``coseismic`` (lat, lon) float32 LOS mm: the step added to every post-event epoch (0 for null)
+    - ``afterslip`` (lat, lon) float32 LOS mm: one year of afterslip (0 without); epoch k holds
+      ``coseismic + afterslip * afterslip_time[k]`` of event signal
+    - ``afterslip_time`` (time) float32: the afterslip time function (0 before the event)
     - ``decorrelated`` (lat, lon) int8: 1 = near field set to NaN in every post-event epoch
     - ``unwrap_error`` (time, lat, lon) int8: unwrapping error in 2π cycles added to that epoch
       only (+1 = +27.73 mm, ``cube.MM_PER_CYCLE``)
@@ -254,7 +303,7 @@ def _truth_dataset(scenario: Scenario, cal: Calendar, scene: Scene, coseismic: n
     Attrs: event_time (ISO UTC, '' for null), event_time_note, first_post_event (YYYY-MM-DD, ''
     for null), event_slot (-1 for null), missing_dates (comma-separated ISO dates), gap_runs
     ('slot:len,...'), n_slots, calendar_start, preset, track, frame, seed, magnitude, faults
-    (JSON list of patches), ref_window, units, sign.
+    (JSON list of patches), ref_window, nuisance, afterslip_tau_days (0 = no afterslip), units, sign.
     """
     vel_ref = scene.velocity - np.float32(scene.velocity[ref_win].mean(dtype=np.float64))
     amp = np.hypot(scene.seasonal_cos, scene.seasonal_sin).astype(np.float32)
@@ -264,6 +313,10 @@ def _truth_dataset(scenario: Scenario, cal: Calendar, scene: Scene, coseismic: n
         {
             "coseismic": (ll, coseismic.astype(np.float32), {"units": UNITS, "sign": SIGN,
                           "long_name": "coseismic LOS step, relative to the reference window"}),
+            "afterslip": (ll, afterslip.astype(np.float32), {"units": UNITS, "sign": SIGN,
+                          "long_name": "LOS of one year of afterslip, relative to the reference window"}),
+            "afterslip_time": (("time",), afterslip_time.astype(np.float32),
+                               {"long_name": "log(1 + t/tau) / log(1 + 365.25 d/tau), t since the event"}),
             "decorrelated": (ll, scene.decorrelated.astype(np.int8), {"long_name": "near field NaN after the event"}),
             "unwrap_error": (("time", "lat", "lon"), unwrap, {"units": "cycles", "mm_per_cycle": MM_PER_CYCLE,
                              "long_name": "unwrapping error added to this epoch only"}),

@@ -222,3 +222,39 @@ def test_bad_arguments_name_the_fix() -> None:
         simulate("null", "X")
     with pytest.raises(ValueError, match="gap run"):
         simulate("null", n_lat=32, n_lon=32, n_epochs=20, gap_runs=[(15, 10)])
+
+
+def test_afterslip_grows_logarithmically_after_the_event_only():
+    from ladsdin.models.simulation.simulate import afterslip_time_function
+
+    cube, truth = simulate("menyuan", "A", n_lat=64, n_lon=64, spacing_deg=0.004, n_epochs=100, seed=1, event_index=60)
+    h = truth["afterslip_time"].values
+    post = truth["post_event"].values.astype(bool)
+    assert (h[~post] == 0).all() and (np.diff(h[post]) > 0).all()  # 0 before, then increasing
+    assert afterslip_time_function(np.array([365.25]), 30.0)[0] == pytest.approx(1.0)
+    a = truth["afterslip"].values
+    cos = truth["coseismic"].values
+    # a year of afterslip is a fraction of the step, same lobes mostly (down-dip slip on the same fault)
+    assert 0.02 < np.abs(a).max() / np.abs(cos).max() < 0.3
+    big = np.abs(cos) > 50
+    assert np.mean(np.sign(a[big]) == np.sign(cos[big])) > 0.8
+    # the cube holds it: without afterslip, the difference is afterslip_time x afterslip exactly
+    plain, _ = simulate("menyuan", "A", n_lat=64, n_lon=64, spacing_deg=0.004, n_epochs=100, seed=1, event_index=60, afterslip=False)
+    k = int(np.flatnonzero(post)[-1])
+    diff = cube["displacement"].values[k] - plain["displacement"].values[k]
+    ok = np.isfinite(diff)
+    np.testing.assert_allclose(diff[ok], (a * h[k])[ok], atol=0.05)
+
+
+def test_hard_nuisance_adds_seasonal_motion_strong_stratification_and_unwrapping_errors():
+    soft, ts = simulate("null", "A", n_lat=64, n_lon=64, n_epochs=90, seed=4)
+    hard, th = simulate("null", "A", n_lat=64, n_lon=64, n_epochs=90, seed=4, nuisance="hard")
+    assert th.attrs["nuisance"] == "hard"
+    # 25-35 mm/km seasonal amplitude against 10-15 (plus a few mm/km of jitter on both)
+    assert np.percentile(np.abs(th["stratified_coef"].values), 90) > 1.5 * np.percentile(np.abs(ts["stratified_coef"].values), 90)
+    amp = th["seasonal_amplitude"].values
+    assert np.mean(amp > 20.0) > 0.6  # 30 mm on most pixels
+    n_unwrap = int((np.abs(th["unwrap_error"].values).reshape(th.sizes["time"], -1).max(axis=1) > 0).sum())
+    assert n_unwrap >= 0.08 * th.sizes["time"]
+    with pytest.raises(ValueError, match="nuisance"):
+        simulate("null", "A", n_lat=32, n_lon=32, n_epochs=20, nuisance="extreme")

@@ -51,7 +51,7 @@ def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def _same_state(a, b) -> bool:
-    return a.slot == b.slot and all(_same_tensor(getattr(a, n), getattr(b, n)) for n in ("h", "c", "since_obs", "offset", "last_step"))
+    return a.slot == b.slot and all(_same_tensor(getattr(a, n), getattr(b, n)) for n in ("h", "c", "since_obs", "offset", "last_step", "post", "after_mm", "after_rep"))
 
 
 def _same_array(a, b) -> bool:
@@ -148,13 +148,18 @@ def test_the_state_is_lean_and_round_trips(fitted):
     assert s2.slot == states[0].slot and s2.since_obs.dtype == torch.int32 and s2.h.dtype == torch.float16
     net = model.forecaster.net
     p = model.tiles[0].n_pixels
-    lean = 4 * net.layers * net.hidden + 1 + 4 + 2  # h and c in float16, since_obs uint8, offset float32, last_step float16
+    # h and c in float16, since_obs uint8, offset float32, last_step float16, and the post-event
+    # regime: post uint8, after_mm and after_rep float16
+    lean = 4 * net.layers * net.hidden + 1 + 4 + 2 + 1 + 2 + 2
     assert len(blob) <= p * lean + 1024  # plus the codec header
     s2.offset += 1.0  # decoded tensors own writable memory
     assert not torch.equal(s2.offset, states[0].offset)
     check_state_fits(model, 0, s2)
     with pytest.raises(ValueError, match="another model"):
         check_state_fits(model, 0, dataclasses.replace(s2, h=s2.h[:, :1], c=s2.c[:, :1]))
+    regime = dataclasses.replace(s2, post=torch.full_like(s2.post, 30), after_mm=torch.full_like(s2.after_mm, 12.5))
+    back = decode_state(encode_state(regime), CPU)
+    assert int(back.post.max()) == 30 and float(back.after_mm.max()) == 12.5 and _same_state(back, regime)
     far = dataclasses.replace(s2, since_obs=torch.full_like(s2.since_obs, 1000))
     assert int(decode_state(encode_state(far), CPU).since_obs.max()) == 255  # saturates: beyond MAX_GAP all alike
     m = decode_state_manifest(encode_state_manifest("0123456789abcdef.9", 9, 41, "ladsdin-1/lstm/w0a1b"))
@@ -201,3 +206,13 @@ def test_decode_onto_cuda_matches_cpu(fitted):
     p, _ = model.tile_forecaster(0).predict(states[0])
     p2, _ = model2.tile_forecaster(0).predict(state2)
     torch.testing.assert_close(p2.cpu(), p, rtol=1e-5, atol=1e-4)  # different kernels: close, not identical
+
+
+def test_a_state_written_before_the_post_event_regime_decodes_with_it_off(fitted):
+    _, _, states = fitted
+    arrays, meta = decode_arrays(encode_state(states[0]))
+    old = {k: v for k, v in arrays.items() if k not in ("post", "after_mm", "after_rep")}
+    s = decode_state(encode_arrays(old, meta), CPU)
+    assert int(s.post.max()) == 0 and float(s.after_mm.abs().max()) == 0.0
+    with pytest.raises(StateFormatError, match="post-event"):
+        decode_state(encode_arrays({**old, "post": arrays["post"]}, meta), CPU)
