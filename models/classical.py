@@ -28,6 +28,7 @@ from ladsdin.models.forecaster import BURN_IN, MAX_GAP
 from ladsdin.models.frame import frame_pixel_area, prepare_frame
 from ladsdin.models.screens import screen_epoch
 from ladsdin.models.thresholds import MIN_PIXELS_FOR_COMMON_MODE, common_mode_bound, residual_sigma, seismic_pixel_count
+from ladsdin.models.tiling import scatter_tiles
 from ladsdin.models.windows import CubeWindows
 
 
@@ -93,9 +94,6 @@ def detect_classical(cube: xr.Dataset, cfg: DetectConfig) -> tuple[list[EpochSco
     n_a = seismic_pixel_count(cfg.seismic_area_km2, a_p, cfg.downsample)
     params = ScoreParams(cfg.nm, n_a, cfg.connectivity, cfg.common_mode if cm_on else "none", False, 0, cfg.sign_split)
     shape = tiling.shape
-    n = shape[0] * shape[1]
-    sigma_flat = np.full(n, np.nan, np.float32)
-    sigma_flat[index] = sigma
 
     # state after the training period: each pixel's last departure from its trend and its age
     anchor = np.full(index.size, np.nan, np.float32)
@@ -127,15 +125,11 @@ def detect_classical(cube: xr.Dataset, cfg: DetectConfig) -> tuple[list[EpochSco
         seen = np.isfinite(obs)
         anchor[seen] = obs[seen] - tr[seen]
         since[seen] = 0
-        pred_map = np.full(n, np.nan, np.float32)
-        pred_map[index] = p
-        thr_map = np.full(n, np.nan, np.float32)
-        thr_map[index] = thr
         scores.append(EpochScore(
             slot=slot, date=str(cal.date(slot)), horizon_max=int(since[valid].max(initial=1)) if valid.any() else 1,
             n_valid=int(vidx.size), n_anomalous=sc.c_k, examined=sc.examined, largest_object=sc.largest,
             common_mode_mm=float(np.median(sc.cm_v)) if vidx.size else 0.0, objects=sc.objects, anomaly=sc.anomaly,
-            seismic=sc.seismic, predicted=pred_map.reshape(shape), threshold=thr_map.reshape(shape),
+            seismic=sc.seismic, predicted=scatter_tiles(shape, [(index, p)]), threshold=scatter_tiles(shape, [(index, thr)]),
             deformation=sc.deformation, seconds=time.perf_counter() - t0,
         ))
     report = {"sigma_median_mm": float(np.nanmedian(sigma)), "gap_factor": [round(float(v), 3) for v in gap],

@@ -9,7 +9,7 @@
    object at once, any other as soon as it holds at the pixel's next observation (then it no
    longer counts as anomalous). These see the whole frame, so they do not depend on the tiling.
    **The post-event regime:** the pixels re-anchored with a seismic object (and those beside it
-   that the event left unobserved) enter it for ``ScoreParams.post_event_slots`` slots. There
+   that the event left unobserved), and every confirmed step, enter it for ``ScoreParams.post_event_slots`` slots. There
    the level follows every observation, so the forecast is "last value + the model's
    increment" with its own, wider threshold (``Forecaster.track_factor``), and postseismic
    motion (afterslip) is tracked as its own signal instead of alerting as a new earthquake; a
@@ -154,8 +154,7 @@ def score_epoch(model: FrameModel, load: StateLoader, save: StateSaver, obs_map:
         after_objects, reported_v = afterslip_objects(unrep, sigma_v, vidx, shape, params)
         rep_flat[vidx] = np.where(reported_v, after_flat[vidx], rep_flat[vidx])
     n_post = int(post_v.sum()) if regime else 0
-    with np.errstate(invalid="ignore"):
-        moved = after_flat[vidx][post_v] if n_post else np.zeros(0, np.float32)
+    moved = after_flat[vidx][post_v] if n_post else np.zeros(0, np.float32)
     moved = moved[np.isfinite(moved)]
     t_advance = time.perf_counter()
 

@@ -27,6 +27,7 @@ from scipy import ndimage
 from ladsdin.models.detector import COMMON_MODES, ScoreParams
 from ladsdin.models.labelling import SeismicObject, label_anomalies, label_signed, object_sizes, seismic_objects
 from ladsdin.models.thresholds import MIN_PIXELS_FOR_COMMON_MODE, common_mode, planar_ramp
+from ladsdin.models.tiling import scatter_tiles
 
 
 def common_mode_at(resid_v: np.ndarray, sigma_v: np.ndarray, vidx: np.ndarray, n_lon: int, mode: str, nm: float,
@@ -71,6 +72,13 @@ class Screened:
     seismic: np.ndarray  # (n_lat, n_lon) bool
 
 
+def _map(values_v: np.ndarray, vidx: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(V,) values at the valid pixels -> a (n_lat, n_lon) map: False for a bool mask, NaN otherwise."""
+    if values_v.dtype == bool:
+        return scatter_tiles(shape, [(vidx, values_v)], fill=False, dtype=bool)
+    return scatter_tiles(shape, [(vidx, values_v)])
+
+
 def _anomalies(rc_v: np.ndarray, thr_v: np.ndarray, pending_v: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(invalid="ignore"):
         # A step confirmed: anomalous last time it was seen, not re-anchored then, and the level
@@ -110,29 +118,18 @@ def screen_epoch(resid_v: np.ndarray, thr_v: np.ndarray, sigma_v: np.ndarray, vi
             cm_v, rc_v = cm2, resid_v - cm2
             hit, confirmed = _anomalies(rc_v, thr_v, pending_v)
             objects, deformation, largest = _objects(hit, rc_v, resid_v, vidx, shape, params)
-    anomaly = np.zeros(n, bool)
-    anomaly[vidx] = hit
     c_k = int(hit.sum())
-    return Screened(rc_v, cm_v, hit, confirmed, anomaly.reshape(shape), c_k, c_k >= params.n_a, objects, deformation,
+    return Screened(rc_v, cm_v, hit, confirmed, _map(hit, vidx, shape), c_k, c_k >= params.n_a, objects, deformation,
                     largest, np.isfinite(deformation))
 
 
 def _objects(hit: np.ndarray, rc_v: np.ndarray, resid_v: np.ndarray, vidx: np.ndarray, shape: tuple[int, int],
              params: ScoreParams) -> tuple[list[SeismicObject], np.ndarray, int]:
-    n = shape[0] * shape[1]
-    anomaly = np.zeros(n, bool)
-    anomaly[vidx] = hit
-    anomaly_map = anomaly.reshape(shape)
-    positive = None
-    if params.sign_split:
-        pos = np.zeros(n, bool)
-        pos[vidx] = rc_v > 0
-        positive = pos.reshape(shape)
+    anomaly_map = _map(hit, vidx, shape)
+    positive = _map(rc_v > 0, vidx, shape) if params.sign_split else None
     if hit.sum() >= params.n_a:  # eq. 5, temporal screen
-        resid_map = np.full(n, np.nan, np.float32)
-        resid_map[vidx] = resid_v
         # D_s from the uncorrected residual (DESIGN.md §1): a large event moves the median too.
-        return seismic_objects(anomaly_map, resid_map.reshape(shape), params.n_a, params.connectivity, positive)
+        return seismic_objects(anomaly_map, _map(resid_v, vidx, shape), params.n_a, params.connectivity, positive)
     labels, n_obj = label_anomalies(anomaly_map, params.connectivity) if positive is None else \
         label_signed(anomaly_map, positive, params.connectivity)
     largest = int(object_sizes(labels, n_obj).max()) if n_obj else 0
@@ -143,15 +140,10 @@ def grow_region(sc: Screened, thr_v: np.ndarray, vidx: np.ndarray, shape: tuple[
                 fraction: float = 0.5) -> np.ndarray:
     """(V,) bool: pixels above ``fraction`` of their threshold, connected to a seismic object
     (of its sign with ``sign_split``): the pixels re-anchored with it (hysteresis)."""
-    n = shape[0] * shape[1]
-    weak = np.zeros(n, bool)
     with np.errstate(invalid="ignore"):
-        weak[vidx] = np.abs(sc.rc_v) > fraction * thr_v
-    weak_map = weak.reshape(shape)
+        weak_map = _map(np.abs(sc.rc_v) > fraction * thr_v, vidx, shape)
     if params.sign_split:
-        pos = np.zeros(n, bool)
-        pos[vidx] = sc.rc_v > 0
-        labels, _ = label_signed(weak_map, pos.reshape(shape), params.connectivity)
+        labels, _ = label_signed(weak_map, _map(sc.rc_v > 0, vidx, shape), params.connectivity)
     else:
         labels, _ = label_anomalies(weak_map, params.connectivity)
     hit_labels = np.unique(labels[sc.seismic])
@@ -172,14 +164,8 @@ def afterslip_objects(after_v: np.ndarray, thr_v: np.ndarray, vidx: np.ndarray, 
         sig = np.abs(after_v) > thr_v
     if sig.sum() <= params.n_a:
         return [], np.zeros(vidx.size, bool)
-    n = shape[0] * shape[1]
-    m = np.zeros(n, bool)
-    m[vidx] = sig
-    pos = np.zeros(n, bool)
-    pos[vidx] = after_v > 0
-    val = np.full(n, np.nan, np.float32)
-    val[vidx] = after_v
-    objs, field, _ = seismic_objects(m.reshape(shape), val.reshape(shape), params.n_a, params.connectivity, pos.reshape(shape))
+    objs, field, _ = seismic_objects(_map(sig, vidx, shape), _map(after_v, vidx, shape), params.n_a, params.connectivity,
+                                     _map(after_v > 0, vidx, shape))
     return objs, np.isfinite(field).reshape(-1)[vidx]
 
 
