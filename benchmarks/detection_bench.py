@@ -14,6 +14,9 @@ Cases (each with several seeds; the baseline scores the same cube with the same 
   usud      the real GNSS station USUD across Tohoku 2011, projected to ascending LOS every 12
             days: flagged at the first post-event epoch? flagged epochs in the next 8 months.
 
+Both detectors calibrate a null floor on their own training epochs (models/null_floor.py,
+--false-alerts-per-year, default 0.1; 0 = N_a alone).
+
 Usage: python benchmarks/detection_bench.py [--cases menyuan,delingha,null,usud] [--seeds 0,1,2]
 Prints one row per case, seed and detector, then a summary; see docs/BENCHMARKS.md.
 """
@@ -86,35 +89,43 @@ def _run_both(cube: xr.Dataset, cfg: DetectConfig) -> dict:
     t1 = time.perf_counter()
     base, rep = detect_classical(cube, cfg)
     t2 = time.perf_counter()
-    return {"learned": (res.scores, t1 - t0, res.forecaster.report), "classical": (base, t2 - t1, rep)}
+    return {"learned": (res.scores, t1 - t0, {**res.forecaster.report, "n_a": res.n_a}), "classical": (base, t2 - t1, rep)}
 
 
-def case_event(preset: str, track: str, seed: int, nm: float, area: float, size: int) -> list[dict]:
+def _floor(report: dict) -> dict:
+    """The null floor of a run: objects need > min_object_px pixels."""
+    return {"null_floor_px": int(report.get("null_floor_px", 0)),
+            "min_object_px": max(int(report.get("n_a", 0)), int(report.get("null_floor_px", 0)))}
+
+
+def case_event(preset: str, track: str, seed: int, nm: float, area: float, size: int, rate: float) -> list[dict]:
     cube, truth = simulate(preset, track, n_lat=size, n_lon=size, spacing_deg=SPACING, n_epochs=150, seed=seed,
                            event_index=105)
     cube = normalize_cube(cube)
-    cfg = DetectConfig(nm=nm, seismic_area_km2=area, train_fraction=0.68)
+    cfg = DetectConfig(nm=nm, seismic_area_km2=area, train_fraction=0.68, false_alerts_per_year=rate)
     rows = []
-    for det, (scores, secs, _) in _run_both(cube, cfg).items():
+    for det, (scores, secs, rep) in _run_both(cube, cfg).items():
         m = _event_metrics(scores, truth, cube)
+        m.update(_floor(rep))
         m.update(case=f"{preset} {track}", seed=seed, detector=det, nm=nm, area_km2=area, seconds=round(secs, 1),
                  false_alerts=m["pre_event_alerts"] + m["late_alerts_12mo"])
         rows.append(m)
     return rows
 
 
-def case_null(seed: int, settings: list[tuple[float, float]], size: int) -> list[dict]:
+def case_null(seed: int, settings: list[tuple[float, float]], size: int, rate: float) -> list[dict]:
     # 6-acquisition gaps in both training and scoring
     cube, _ = simulate("null", "A", n_lat=size, n_lon=size, spacing_deg=SPACING, n_epochs=200, seed=seed,
                        nuisance="hard", gap_runs=[(50, 6), (150, 6)])
     cube = normalize_cube(cube)
     rows = []
     for nm, area in settings:
-        cfg = DetectConfig(nm=nm, seismic_area_km2=area, train_fraction=0.5)
-        for det, (scores, secs, _) in _run_both(cube, cfg).items():
+        cfg = DetectConfig(nm=nm, seismic_area_km2=area, train_fraction=0.5, false_alerts_per_year=rate)
+        for det, (scores, secs, rep) in _run_both(cube, cfg).items():
             alerts = [s.date for s in scores if s.objects]
             fy = _frame_years(scores)
             rows.append({"case": "null hard", "seed": seed, "detector": det, "nm": nm, "area_km2": area, "seconds": round(secs, 1),
+                         **_floor(rep),
                          "false_alerts": len(alerts), "frame_years": round(fy, 2), "alert_dates": alerts})
     return rows
 
@@ -140,13 +151,13 @@ def usud_cube() -> tuple[xr.Dataset, np.datetime64]:
     return normalize_cube(ds), first_post
 
 
-def case_usud(seed: int) -> list[dict]:
+def case_usud(seed: int, rate: float) -> list[dict]:
     from ladsdin.models.training import TrainConfig
 
     cube, first_post = usud_cube()
     n_pre = int((cube["time"].values < np.datetime64(TOHOKU, "ns")).sum())
     cfg = DetectConfig(nm=6.0, seismic_area_km2=0.001, train_fraction=min(0.95, (n_pre - 10) / cube.sizes["time"]),
-                       train=TrainConfig(seed=seed))
+                       train=TrainConfig(seed=seed), false_alerts_per_year=rate)
     rows = []
     end = first_post + np.timedelta64(243, "D")
     for det, (scores, secs, _) in _run_both(cube, cfg).items():
@@ -167,8 +178,10 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=240, help="frame edge, pixels (250 m)")
     ap.add_argument("--low-nm", type=float, default=4.0)
     ap.add_argument("--low-area", type=float, default=3.0)
+    ap.add_argument("--false-alerts-per-year", type=float, default=0.1, help="the null floor's rate (0 = N_a alone)")
     ap.add_argument("--json", help="write every row here")
     args = ap.parse_args()
+    rate = args.false_alerts_per_year
     threads = configure_threads()
     seeds = [int(s) for s in args.seeds.split(",")]
     cases = args.cases.split(",")
@@ -177,16 +190,16 @@ def main() -> int:
     for seed in seeds:
         if "menyuan" in cases:
             for track in "AD":
-                rows += case_event("menyuan", track, seed, 6.0, 100.0, args.size)
+                rows += case_event("menyuan", track, seed, 6.0, 100.0, args.size, rate)
                 _print_rows(rows[-2:])
         if "delingha" in cases:
-            rows += case_event("delingha", "A", seed, args.low_nm, args.low_area, args.size)
+            rows += case_event("delingha", "A", seed, args.low_nm, args.low_area, args.size, rate)
             _print_rows(rows[-2:])
         if "null" in cases:
-            rows += case_null(seed, [(6.0, 100.0), (args.low_nm, args.low_area)], args.size)
+            rows += case_null(seed, [(6.0, 100.0), (args.low_nm, args.low_area)], args.size, rate)
             _print_rows(rows[-4:])
         if "usud" in cases and seed == seeds[0]:
-            rows += case_usud(seed)
+            rows += case_usud(seed, rate)
             _print_rows(rows[-2:])
     print(f"\n{platform.node()} {platform.processor() or platform.machine()}, {threads} threads, torch {torch.__version__}, "
           f"{time.time() - t0:.0f} s, {time.strftime('%Y-%m-%d')}")
@@ -199,7 +212,7 @@ def main() -> int:
 def _print_rows(rows: list[dict]) -> None:
     for r in rows:
         keys = [k for k in ("event_alert", "late_alerts_12mo", "pre_event_alerts", "recall_100mm", "precision_20mm", "ds_mae_mm",
-                            "flagged_px", "false_alerts", "frame_years", "flagged_8mo", "flagged_before", "seconds") if k in r]
+                            "flagged_px", "min_object_px", "false_alerts", "frame_years", "flagged_8mo", "flagged_before", "seconds") if k in r]
         vals = ", ".join(f"{k}={r[k]:.3f}" if isinstance(r[k], float) else f"{k}={r[k]}" for k in keys)
         extra = r.get("late_alert_dates") or r.get("alert_dates") or r.get("flag_dates") or ""
         print(f"{r['case']:>12} seed {r['seed']} {r['detector']:>9} (N_m {r['nm']}): {vals} {extra}", flush=True)
@@ -207,8 +220,9 @@ def _print_rows(rows: list[dict]) -> None:
 
 def _summary(rows: list[dict]) -> None:
     print("\n| case | detector | runs | alert at first post-event epoch | alerts in the next 12 months (or 8 for USUD) | "
-          "recall >= 100 mm (median) | precision >= 20 mm (median) | D_s median abs. error, mm (median) | false alerts / frame-year |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "recall >= 100 mm (median) | precision >= 20 mm (median) | D_s median abs. error, mm (median) | false alerts / frame-year | "
+          "objects need > px (median) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     groups: dict = {}
     for r in rows:
         groups.setdefault((r["case"].split()[0], r["detector"], r["nm"]), []).append(r)
@@ -223,7 +237,7 @@ def _summary(rows: list[dict]) -> None:
         evs = f"{ev} of {len(rs)}" if case != "null" else "–"
         lates = ", ".join(str(x) for x in late) if case != "null" else "–"
         print(f"| {case} (N_m {nm:g}) | {det} | {len(rs)} | {evs} | {lates} | {med('recall_100mm')} | {med('precision_20mm')} | "
-              f"{med('ds_mae_mm')} | {fa} |")
+              f"{med('ds_mae_mm')} | {fa} | {med('min_object_px')} |")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-coherence", type=float, default=0.25, help="pixels with lower average coherence are not modelled")
     p.add_argument("--no-reanchor", action="store_true", help="do not reset a pixel's level after a confirmed step")
     p.add_argument("--post-event-days", type=float, default=365.0, help="days a pixel of a seismic object (or a confirmed step) stays in the post-event regime: its level follows each observation, afterslip is tracked, not alerted (0 = off)")
+    p.add_argument("--false-alerts-per-year", type=float, default=0.1, help="tolerated null alerts per frame-year: seismic objects must also be larger than the size the training epochs' residuals reach at this rate (the null floor; 0 = N_a alone)")
     p.add_argument("--no-sign-split", action="store_true", help="let one object hold anomalies of both signs (the paper's labelling)")
     p.add_argument("--seed", type=int, default=0, help="random seed of training")
     p.add_argument("--tile", type=int, default=512, help="tile edge in pixels: the frame is fitted and scored tile by tile in bounded memory (results do not depend on it)")
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         common_mode=args.common_mode,
         reanchor=not args.no_reanchor,
         post_event_days=args.post_event_days,
+        false_alerts_per_year=args.false_alerts_per_year,
         sign_split=not args.no_sign_split,
         min_coherence=args.min_coherence,
         tile=args.tile,

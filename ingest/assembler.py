@@ -90,7 +90,8 @@ class EpochAssembler:
 
     def _event(self, grid: FrameGrid, epoch: str, disp: np.ndarray, est: Any, names: list[str], reference: RefWindow) -> dict[str, Any]:
         """Write the epoch's object (with the quality layers when ``est`` is given) and build its event."""
-        quality: dict[str, Any] = {"source": SOURCE, "reference": reference.as_licsbas(), "interferograms": names,
+        quality: dict[str, Any] = {"source": SOURCE, "reference": reference.as_licsbas(), "reference_how": reference.how,
+                                   "interferograms": names,
                                    "closure_masked": self.mask_closure}
         layers = None
         if est is not None:

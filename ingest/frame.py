@@ -119,6 +119,6 @@ def load_interferogram(entry: IfgEntry, grid: FrameGrid, window: RefWindow, *, m
     try:
         mm, _, used = reference(mm, window)
     except ValueError as exc:
-        raise LicsarFileError(entry.unw, "reference", f"{exc}; choose another --ref") from None
+        raise LicsarFileError(entry.unw, "reference", str(exc)) from None
     w = np.where(np.isfinite(mm), coherence_weights(cc, looks), np.float32(0.0))
     return mm.ravel(), w.ravel(), used

@@ -309,8 +309,8 @@ class LicsarIngest:
                 continue
             mm, w, used = result
             if used != self.ref:
-                log.warning("frame %s: %s: the reference area %s is decorrelated; referenced to %s instead",
-                            self.frame, e.name, self.ref.as_licsbas(), used.as_licsbas())
+                log.warning("frame %s: %s: the reference area %s is decorrelated; referenced to %s (%s) instead",
+                            self.frame, e.name, self.ref.as_licsbas(), used.as_licsbas(), used.how)
                 if used.area > out.reference.area:
                     out.reference = used
             out.preds.append(j)

@@ -103,7 +103,8 @@ class DetectionResult:
                     object_feature(
                         obj, lat=self.grid.lat, lon=self.grid.lon, frame=self.frame, track=self.track, epoch=s.date,
                         nm=self.config.nm, n_a=self.n_a, model_version=self.model_version,
-                        extra={"gap_steps": s.horizon_max - 1, "filled_epoch": s.filled},
+                        extra={"gap_steps": s.horizon_max - 1, "filled_epoch": s.filled,
+                               "min_object_px": self.model.params.min_object},
                     )
                 )
         return feats
@@ -140,6 +141,8 @@ class DetectionResult:
             "track": self.track,
             "model_version": self.model_version,
             "n_a": self.n_a,
+            "min_object_px": self.model.params.min_object,
+            "false_alerts_per_year": self.config.false_alerts_per_year,
             "pixel_area_km2": self.pixel_area_km2,
             "downsample": self.config.downsample,
             "nm": self.config.nm,

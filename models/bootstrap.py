@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from ladsdin.models.baseline import evaluate_trend, fit_trend, last_value_forecast
 from ladsdin.models.cleaning import Calendar
 from ladsdin.models.forecaster import BURN_IN, MAX_GAP, STATE_DTYPE, TRACK_FACTOR_DEFAULT, Forecaster, PixelState
+from ladsdin.models.null_floor import NullObjects
 from ladsdin.models.thresholds import MIN_PIXELS_FOR_COMMON_MODE, common_mode, common_mode_bound, residual_sigma, series_nanstd
 from ladsdin.models.tiling import TileModel, pixel_keys
 from ladsdin.models.training import TrainConfig, grid_search
@@ -156,6 +157,19 @@ def _gap_factors(fc: Forecaster, xn: np.ndarray, y: np.ndarray, trend: np.ndarra
     return np.maximum.accumulate(np.maximum(g, 1.0))
 
 
+def null_z(rc: np.ndarray, sigma: np.ndarray, gap_factor: np.ndarray, gap_in: np.ndarray, n_fit: int = 0,
+           calib: float = 1.0) -> np.ndarray:
+    """(T, p) training residuals (common mode removed) in units of the score's sigma: over
+    sigma x g(m) for a slot after m-1 missing ones, and, on the first ``n_fit`` slots (those
+    sigma was fitted on, where residuals are smaller than on new epochs by the calibration
+    ratio), times ``calib``."""
+    g = gap_factor[np.clip(gap_in, 0, MAX_GAP - 1)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = rc / (sigma[None, :] * g)
+    z[:n_fit] *= np.float32(calib)
+    return z.astype(np.float32, copy=False)
+
+
 def _track_factor(rc: np.ndarray, sigma: np.ndarray) -> float:
     """sigma of the post-event regime's forecast over sigma (eq. 3), median over pixels.
 
@@ -195,6 +209,7 @@ def fit_tiles(
     *,
     nm: float = 6.0,
     common_mode_enabled: bool = True,
+    null: NullObjects | None = None,
     progress: bool = False,
 ) -> Forecaster:
     """Fit a frame's forecaster tile by tile and hand each tile's model and warm state to ``emit``.
@@ -206,6 +221,8 @@ def fit_tiles(
         emit: called once per tile, in order, with (tile, model, state after the last slot).
         common_mode_enabled: remove each slot's robust common mode before measuring sigma, as
             scoring will; it is used only when the frame has enough pixels for one.
+        null: given, it collects each tile's training residuals over their thresholds' sigma
+            (the null of :mod:`ladsdin.models.null_floor`).
 
     Returns:
         The frame-level forecaster: network, calendar, gap factors and training report (its
@@ -295,15 +312,15 @@ def fit_tiles(
         ts = read(i)
         if not np.array_equal(ts.index, index):
             raise RuntimeError(f"tile {i} returned other pixels on its second read; the source must be stable")
-        tm, state = _warm_tile(fc, ts, coef, scale, years, cm, n_fit, calib, offset if per_pixel else None)
+        tm, state = _warm_tile(fc, ts, coef, scale, years, cm, n_fit, calib, offset if per_pixel else None, null)
         offset += index.size
         emit(i, tm, state)
     return fc
 
 
 def _warm_tile(fc: Forecaster, ts: TileSeries, coef: np.ndarray, scale: np.ndarray, years: np.ndarray, cm: np.ndarray,
-               n_fit: int, calib: float, offset: int | None) -> tuple[TileModel, PixelState]:
-    """One tile's sigma and warm state (pass 2)."""
+               n_fit: int, calib: float, offset: int | None, null: NullObjects | None = None) -> tuple[TileModel, PixelState]:
+    """One tile's sigma and warm state (pass 2); its null residuals to ``null``."""
     n_t, n_p = ts.y.shape
     trend = evaluate_trend(coef, years)
     xn = ((ts.y - trend) / scale).astype(np.float32)
@@ -313,8 +330,12 @@ def _warm_tile(fc: Forecaster, ts: TileSeries, coef: np.ndarray, scale: np.ndarr
     resid[:BURN_IN] = np.nan
     sigma = (residual_sigma(resid[:n_fit] - cm[:n_fit, None]) * calib).astype(np.float32)
     since = np.zeros(n_p, dtype=np.int32)
+    gap_in = np.zeros((n_t, n_p), dtype=np.int16)  # missing slots before each slot
     for t in range(n_t):
+        gap_in[t] = since
         since = np.where(np.isfinite(ts.y[t]), 0, since + 1)
+    if null is not None:
+        null.add(ts.index, null_z(resid - cm[:, None], sigma, fc.gap_factor, gap_in, n_fit, calib))
     dev = fc.device
     state = PixelState(h.to(STATE_DTYPE), c.to(STATE_DTYPE), torch.from_numpy(since).to(dev), torch.zeros(n_p, device=dev), n_t - 1)
     return TileModel(ts.index, coef, scale, sigma), state

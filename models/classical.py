@@ -5,7 +5,8 @@ annual trend (fitted on the training epochs); its sigma is the std of those fore
 over the training epochs (after each epoch's common mode), and a gap of m slots widens the
 threshold by the error ratio measured across m-slot gaps in training. Everything after the
 forecast is the learned detector's own code (:func:`ladsdin.models.screens.screen_epoch`): the
-same pixels, common mode, N_m, N_a, objects and D_s, so the two differ only in their forecasts.
+same pixels, common mode, N_m, N_a, null floor (calibrated on its own training errors), objects
+and D_s, so the two differ only in their forecasts.
 
 A persistence forecast re-anchors at every observation by construction: after a step it is
 quiet at once, but it cannot see a step that builds up over two epochs, and its error is the
@@ -26,6 +27,7 @@ from ladsdin.models.cube import CubeError, pixel_spacing_deg
 from ladsdin.models.detector import EpochScore, ScoreParams
 from ladsdin.models.forecaster import BURN_IN, MAX_GAP
 from ladsdin.models.frame import frame_pixel_area, prepare_frame
+from ladsdin.models.null_floor import NullObjects, object_floor
 from ladsdin.models.screens import screen_epoch
 from ladsdin.models.thresholds import MIN_PIXELS_FOR_COMMON_MODE, common_mode_bound, residual_sigma, seismic_pixel_count
 from ladsdin.models.tiling import scatter_tiles
@@ -92,8 +94,13 @@ def detect_classical(cube: xr.Dataset, cfg: DetectConfig) -> tuple[list[EpochSco
     dlat, dlon = pixel_spacing_deg(cube)
     a_p = frame_pixel_area(cube["lat"].values, dlat, dlon)
     n_a = seismic_pixel_count(cfg.seismic_area_km2, a_p, cfg.downsample)
-    params = ScoreParams(cfg.nm, n_a, cfg.connectivity, cfg.common_mode if cm_on else "none", False, 0, cfg.sign_split)
     shape = tiling.shape
+    null = NullObjects(shape, prep.split, cfg.nm, cfg.connectivity, cfg.sign_split)
+    if cfg.false_alerts_per_year > 0:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            null.add(index, rc / (sigma[None, :] * gap[np.clip(horizon, 1, MAX_GAP) - 1]))
+    floor, null_info = object_floor(null.largest(), cfg.false_alerts_per_year, cfg.step_days)
+    params = ScoreParams(cfg.nm, n_a, cfg.connectivity, cfg.common_mode if cm_on else "none", False, 0, cfg.sign_split, floor)
 
     # state after the training period: each pixel's last departure from its trend and its age
     anchor = np.full(index.size, np.nan, np.float32)
@@ -133,7 +140,7 @@ def detect_classical(cube: xr.Dataset, cfg: DetectConfig) -> tuple[list[EpochSco
             deformation=sc.deformation, seconds=time.perf_counter() - t0,
         ))
     report = {"sigma_median_mm": float(np.nanmedian(sigma)), "gap_factor": [round(float(v), 3) for v in gap],
-              "n_a": n_a, "pixels": int(index.size), "pixel_area_km2": a_p,
+              "n_a": n_a, **null_info, "pixels": int(index.size), "pixel_area_km2": a_p,
               "n_train_epochs": int(prep.n_train), "common_mode": bool(cm_on), "common_mode_bound_mm": cm_bound}
     if not math.isfinite(report["sigma_median_mm"]):
         raise CubeError("the classical baseline found no pixel with enough training residuals")

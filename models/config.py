@@ -26,6 +26,9 @@ class DetectConfig:
     #: how long a pixel of a seismic object stays in the post-event regime, days (0 = never)
     post_event_days: float = 365.0
     sign_split: bool = True
+    #: tolerated null alerts per frame-year: seismic objects must be larger than the size the
+    #: training epochs' null reaches at this rate (models/null_floor.py; 0 = N_a alone)
+    false_alerts_per_year: float = 0.1
     min_coherence: float = 0.25
     min_valid_fraction: float = 0.5
     step_days: int = 12
@@ -45,6 +48,8 @@ class DetectConfig:
             raise ValueError(f"the tile size must be >= 8 pixels, got {self.tile}")
         if not 0 <= self.post_event_days <= 255 * self.step_days:
             raise ValueError(f"--post-event-days must be in [0, {255 * self.step_days}], got {self.post_event_days}")
+        if not 0 <= self.false_alerts_per_year <= 100:
+            raise ValueError(f"--false-alerts-per-year must be in [0, 100], got {self.false_alerts_per_year}")
         if self.connectivity not in (4, 8):
             raise ValueError(f"--connectivity must be 4 or 8, got {self.connectivity}")
 

@@ -51,6 +51,14 @@ class ScoreParams:
     post_event_slots: int = 0
     #: objects hold anomalies of one sign (a lobe, not the noise of the other sign beside it)
     sign_split: bool = False
+    #: the object size (pixels) that the training epochs' null exceeds at the tolerated false
+    #: alert rate (:mod:`ladsdin.models.null_floor`; 0 = none, as in models stored before it)
+    null_floor: int = 0
+
+    @property
+    def min_object(self) -> int:
+        """A seismic object has more than this many pixels: N_a, or the null floor if larger."""
+        return max(self.n_a, self.null_floor)
 
 
 @dataclass

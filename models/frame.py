@@ -9,6 +9,7 @@ series; :func:`bootstrap_frame` fits the frame's tiled detector from them.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,10 +22,14 @@ from ladsdin.models.config import DetectConfig
 from ladsdin.models.cube import CubeError
 from ladsdin.models.detector import FrameModel, ScoreParams, tiled_grid
 from ladsdin.models.forecaster import PixelState
+from ladsdin.models.null_floor import NullObjects, object_floor
 from ladsdin.models.thresholds import pixel_area_km2, seismic_pixel_count
 from ladsdin.models.tiling import TileModel, Tiling
 
 MODEL_VERSION = "ladsdin-1"
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -120,9 +125,11 @@ def bootstrap_frame(read: Callable[[int], TileSeries], tiling: Tiling, lat: np.n
         tiles.append(tm)
         emit_state(i, state)
 
+    null = NullObjects(tiling.shape, train_calendar.n_slots, cfg.nm, cfg.connectivity, cfg.sign_split) \
+        if cfg.false_alerts_per_year > 0 else None
     try:
         fc = fit_tiles(tiling.n_tiles, read, train_calendar, cfg.train, device, keep, nm=cfg.nm,
-                       common_mode_enabled=cfg.common_mode != "none", progress=progress)
+                       common_mode_enabled=cfg.common_mode != "none", null=null, progress=progress)
     except NoModelledPixels:
         raise CubeError(
             f"no pixel is coherent (>= {cfg.min_coherence}) and observed in >= {cfg.min_valid_fraction:.0%} of the "
@@ -131,7 +138,13 @@ def bootstrap_frame(read: Callable[[int], TileSeries], tiling: Tiling, lat: np.n
     n_a = seismic_pixel_count(cfg.seismic_area_km2, pixel_area, cfg.downsample)  # eq. 5
     cm = cfg.common_mode if fc.report["common_mode"] else "none"
     post_slots = int(np.ceil(cfg.post_event_days / cfg.step_days - 1e-9)) if cfg.reanchor else 0
-    params = ScoreParams(cfg.nm, n_a, cfg.connectivity, cm, cfg.reanchor, post_slots, cfg.sign_split)
+    floor, info = object_floor(null.largest() if null is not None else np.zeros(0, np.int64), cfg.false_alerts_per_year,
+                               cfg.step_days)
+    fc.report.update(info)
+    if floor > n_a:
+        log.info("null floor: objects need > %d pixels (N_a %d) for <= %.2f false alerts per frame-year (%d training slots)",
+                 floor, n_a, cfg.false_alerts_per_year, info["null_slots"])
+    params = ScoreParams(cfg.nm, n_a, cfg.connectivity, cm, cfg.reanchor, post_slots, cfg.sign_split, floor)
     version = f"{MODEL_VERSION}/{fc.report['kind']}-K{fc.report['layers']}S{fc.report['hidden']}/{cfg.digest()}"
     return FrameModel(fc, tiling, tiles, tiled_grid(lat, lon, tiles), params, version, pixel_area)
 

@@ -9,7 +9,8 @@ baseline (:mod:`ladsdin.models.classical`), so that the two differ only in their
    afterslip, cannot bias it.
 2. **Anomalies** (eq. 4) on the corrected residual, less the confirmed steps.
 3. **C_k against N_a** (eq. 5) and **seismic objects** (eq. 6): connected anomalies of one sign
-   (``ScoreParams.sign_split``), more than N_a pixels. D_s comes from the uncorrected residual
+   (``ScoreParams.sign_split``), more than N_a pixels (or the null floor,
+   :mod:`ladsdin.models.null_floor`, where that is larger). D_s comes from the uncorrected residual
    (DESIGN.md §1).
 4. **The re-anchoring region**: the pixels above half the threshold, of the object's sign,
    connected to a seismic object (the deformation field reaches beyond the N_m sigma contour).
@@ -129,7 +130,7 @@ def _objects(hit: np.ndarray, rc_v: np.ndarray, resid_v: np.ndarray, vidx: np.nd
     positive = _map(rc_v > 0, vidx, shape) if params.sign_split else None
     if hit.sum() >= params.n_a:  # eq. 5, temporal screen
         # D_s from the uncorrected residual (DESIGN.md §1): a large event moves the median too.
-        return seismic_objects(anomaly_map, _map(resid_v, vidx, shape), params.n_a, params.connectivity, positive)
+        return seismic_objects(anomaly_map, _map(resid_v, vidx, shape), params.min_object, params.connectivity, positive)
     labels, n_obj = label_anomalies(anomaly_map, params.connectivity) if positive is None else \
         label_signed(anomaly_map, positive, params.connectivity)
     largest = int(object_sizes(labels, n_obj).max()) if n_obj else 0
@@ -158,13 +159,13 @@ def near_objects(seismic: np.ndarray, n_a: int) -> np.ndarray:
 def afterslip_objects(after_v: np.ndarray, thr_v: np.ndarray, vidx: np.ndarray, shape: tuple[int, int],
                       params: ScoreParams) -> tuple[list[SeismicObject], np.ndarray]:
     """Objects of unreported post-event motion: connected pixels of one sign whose motion since
-    the last report (``after_v``, NaN off the regime) exceeds their threshold, more than N_a of
+    the last report (``after_v``, NaN off the regime) exceeds their threshold, more than ``ScoreParams.min_object`` of
     them. Returns (objects with their motion as D_s, (V,) bool pixels in them)."""
     with np.errstate(invalid="ignore"):
         sig = np.abs(after_v) > thr_v
-    if sig.sum() <= params.n_a:
+    if sig.sum() <= params.min_object:
         return [], np.zeros(vidx.size, bool)
-    objs, field, _ = seismic_objects(_map(sig, vidx, shape), _map(after_v, vidx, shape), params.n_a, params.connectivity,
+    objs, field, _ = seismic_objects(_map(sig, vidx, shape), _map(after_v, vidx, shape), params.min_object, params.connectivity,
                                      _map(after_v > 0, vidx, shape))
     return objs, np.isfinite(field).reshape(-1)[vidx]
 

@@ -81,8 +81,9 @@ class _StateMoved(Exception):
 def detect_config(settings: Settings) -> DetectConfig:
     """The detector the stream runs, from the settings (``LADSDIN_NM`` ... ``LADSDIN_TRAIN_PIXELS``)."""
     return DetectConfig(nm=settings.nm, seismic_area_km2=settings.seismic_area_km2, downsample=settings.downsample,
-                        post_event_days=settings.post_event_days, tile=settings.state_tile, train=TrainConfig(train_pixels=settings.train_pixels,
-                                                                    calibration_pixels=settings.calibration_pixels))
+                        post_event_days=settings.post_event_days, false_alerts_per_year=settings.false_alerts_per_year,
+                        tile=settings.state_tile,
+                        train=TrainConfig(train_pixels=settings.train_pixels, calibration_pixels=settings.calibration_pixels))
 
 
 class EpochProcessor:
@@ -256,7 +257,8 @@ class EpochProcessor:
         feats = [
             object_feature(obj, lat=model.grid.lat, lon=model.grid.lon, frame=frame, track=event["track"], epoch=epoch, nm=model.params.nm,
                            n_a=model.params.n_a, model_version=loaded.version,
-                           extra={"gap_steps": score.horizon_max - 1, "event_id": event["event_id"]})
+                           extra={"gap_steps": score.horizon_max - 1, "event_id": event["event_id"],
+                                  "min_object_px": model.params.min_object})
             for obj in score.objects
         ]
         # cluster: the labelling inside score_epoch plus turning its objects into alert features
@@ -270,6 +272,7 @@ class EpochProcessor:
             "event_id": event["event_id"],
             "c_k": score.n_anomalous,
             "n_a": model.params.n_a,
+            "min_object_px": model.params.min_object,
             "n_valid": score.n_valid,
             "largest_object_px": score.largest_object,
             "n_seismic_objects": len(score.objects),

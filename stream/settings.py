@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     seismic_area_km2: float = Field(600.0, gt=0, description="A_s (eq. 5)")
     downsample: int = Field(1, ge=1, le=100, description="the paper's t: model every t-th row and column (N_a = A_s / (A_p t^2)); 1 = full resolution")
     post_event_days: float = Field(365.0, ge=0, le=3060, description="days a pixel of a seismic object (or a confirmed step) stays in the post-event regime, where its level follows each observation and afterslip is tracked, not alerted; 0 = off")
+    false_alerts_per_year: float = Field(0.1, ge=0, le=100, description="tolerated null alerts per frame-year: seismic objects must also be larger than the size the training epochs' residuals reach at this rate (the null floor, measured at bootstrap); 0 = N_a alone")
     state_tile: int = Field(512, ge=8, le=4096, description="tile edge in pixels of a frame's stored state, model and buffered epochs (bounds worker memory and every Redis value)")
     train_pixels: int = Field(20_000, ge=100, description="the seeded sample of pixels the shared network is trained on")
     model_cache_mb: int = Field(2048, ge=1, description="models kept in memory by a worker, MB (least recently used dropped first; ~40 bytes per modelled pixel)")

@@ -10,7 +10,7 @@ import pytest
 from ladsdin.models.cube import MM_PER_RAD
 from ladsdin.models.simulation import simulate
 from ladsdin.ingest.frame import coherence_weights, load_interferogram, scan_frame
-from ladsdin.ingest.reference import RefWindow, auto_reference, parse_ref, reference
+from ladsdin.ingest.reference import FRAME_MEDIAN, RefWindow, auto_reference, parse_ref, reference
 from ladsdin.ingest.synthetic import SyntheticFrame, short_baseline_network
 from ladsdin.formats.licsar import (
     FrameGrid,
@@ -117,7 +117,13 @@ def test_reference_window_parsing_and_offset() -> None:
     mm[16:, :] = 9.0
     out, offset, used = reference(mm, win)
     assert used == RefWindow(4, 20, 4, 20) and offset == pytest.approx((128 * 7 + 64 * 9) / 192)
-    with pytest.raises(ValueError, match="reference area"):
+    # the window decorrelated even grown 16 times: the frame's median is the last resort
+    far = np.full(GRID.shape, np.nan, np.float32)
+    far[:3, :] = 5.0
+    far[:3, :4] = 2.0
+    out, offset, used = reference(far, RefWindow(40, 42, 30, 32))
+    assert used.how == FRAME_MEDIAN and used.area == GRID.n_lat * GRID.n_lon and offset == 5.0 and np.nanmedian(out) == 0.0
+    with pytest.raises(ValueError, match="valid pixels"):
         reference(np.full(GRID.shape, np.nan, np.float32), win)
 
 
@@ -134,8 +140,40 @@ def test_auto_reference_prefers_coherent_smooth_ground() -> None:
         cohs.append(cc)
     win = auto_reference(ifgs, cohs, size=10)
     assert win == RefWindow(20, 30, 20, 30, "auto")
-    with pytest.raises(ValueError, match="--ref"):
-        auto_reference([np.full(GRID.shape, np.nan, np.float32)], [cohs[0]])
+
+
+def test_auto_reference_never_fails(caplog: pytest.LogCaptureFixture) -> None:
+    rng = np.random.default_rng(1)
+    ifgs, cohs = [], []
+    for i in range(8):
+        mm = rng.normal(0, 1.0, GRID.shape).astype(np.float32)
+        cc = np.full(GRID.shape, 0.5, np.float32)
+        # winter: the west and the east of the frame decorrelate in turn, so no window is
+        # valid in all 8 pairs and the best are usable in 4
+        if i % 2:
+            mm[:, 20:] = np.nan
+        else:
+            mm[:, :30] = np.nan
+        if i == 3:
+            mm[:10, :10] = np.nan
+        ifgs.append(mm)
+        cohs.append(cc)
+    with caplog.at_level("WARNING", logger="ladsdin.ingest.reference"):
+        win = auto_reference(ifgs, cohs, size=10)
+    assert win.how == "auto" and "usable in 4 of them" in caplog.text
+    # every interferogram can be referenced to it: grown, or to the frame median
+    for mm in ifgs:
+        out, _, used = reference(mm, win)
+        assert np.isfinite(out).any() and used.how in ("auto", FRAME_MEDIAN)
+    # nothing usable anywhere: each interferogram goes to its frame median
+    caplog.clear()
+    sparse = np.full(GRID.shape, np.nan, np.float32)
+    sparse[::4, ::4] = 1.0
+    with caplog.at_level("WARNING", logger="ladsdin.ingest.reference"):
+        win = auto_reference([sparse], [cohs[0]])
+    assert win.how == FRAME_MEDIAN and "frame" in caplog.text
+    out, offset, used = reference(sparse, win)
+    assert offset == 1.0 and used.how == FRAME_MEDIAN
 
 
 def test_generator_writes_the_real_layout(tmp_path: Path) -> None:

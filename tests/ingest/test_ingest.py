@@ -263,3 +263,24 @@ def test_long_baseline_pairs_are_left_out_without_an_error(env, broker):
     led = json.loads((env / "data" / frame / ".ingest" / "licsar" / "ledger.json").read_text())
     assert led["rejected"][gen.name(0, 6)]["reason"] == "beyond_window"
     assert gen.name(0, 6) not in {n for names in led["consumed"].values() for n in names}
+
+
+def test_the_automatic_reference_never_fails_on_a_winter_start(env, broker, caplog):
+    """The first interferograms of a frame that starts in winter: snow leaves 60 % of the pixels
+    of epoch 2 without data, so no 10 x 10 window is valid in all the pairs read to choose the
+    reference. The window usable in the most of them is taken, with a warning, and every epoch
+    is published once."""
+    frame = "128A_05217_131341"
+    cube, truth = simulate("null", "A", n_lat=36, n_lon=40, n_epochs=10, seed=14, missing_fraction=0.0)
+    cube.attrs["frame"] = frame
+    snow = np.random.default_rng(5).uniform(size=cube["displacement"].shape[1:]) < 0.6
+    cube["displacement"][2] = cube["displacement"][2].where(~snow)
+    frame_dir = SyntheticFrame(cube, env / "frames", truth=truth, links=3, looks=None, seed=15).write()
+    with caplog.at_level("WARNING", logger="ladsdin.ingest.reference"):
+        assert main(["ingest", "licsar", str(frame_dir)]) == 0
+    assert "window is usable in all" in caplog.text
+    events = _events(broker, frame)
+    assert [e["epoch"] for e in events] == [str(t)[:10] for t in cube.time.values]
+    assert {e["quality"]["reference_how"] for e in events} <= {"auto", "frame-median"}
+    led = json.loads((env / "data" / frame / ".ingest" / "licsar" / "ledger.json").read_text())
+    assert led["reference"]["how"] == "auto"
