@@ -330,9 +330,11 @@ def _warm_tile(fc: Forecaster, ts: TileSeries, coef: np.ndarray, scale: np.ndarr
     resid[:BURN_IN] = np.nan
     sigma = (residual_sigma(resid[:n_fit] - cm[:n_fit, None]) * calib).astype(np.float32)
     since = np.zeros(n_p, dtype=np.int32)
-    gap_in = np.zeros((n_t, n_p), dtype=np.int16)  # missing slots before each slot
+    # missing slots before each slot, for the null's g(m); only when there is a null to feed
+    gap_in = np.zeros((n_t, n_p), dtype=np.int16) if null is not None else None
     for t in range(n_t):
-        gap_in[t] = since
+        if gap_in is not None:
+            gap_in[t] = since
         since = np.where(np.isfinite(ts.y[t]), 0, since + 1)
     if null is not None:
         null.add(ts.index, null_z(resid - cm[:, None], sigma, fc.gap_factor, gap_in, n_fit, calib))

@@ -65,6 +65,14 @@ def label_signed(anomaly: np.ndarray, positive: np.ndarray, connectivity: int = 
     return np.where(neg > 0, neg + n_pos, pos).astype(np.int32, copy=False), n_pos + n_neg
 
 
+def label_objects(anomaly: np.ndarray, positive: np.ndarray | None = None, connectivity: int = 4) -> tuple[np.ndarray, int]:
+    """:func:`label_signed` when the anomalies' sign ``positive`` is given (one-sign objects),
+    :func:`label_anomalies` otherwise."""
+    if positive is None:
+        return label_anomalies(anomaly, connectivity)
+    return label_signed(anomaly, positive, connectivity)
+
+
 def object_sizes(labels: np.ndarray, n: int) -> np.ndarray:
     """Pixel count of each label 1..n as an (n,) int64 array."""
     return np.bincount(labels.ravel(), minlength=n + 1)[1:]
@@ -86,7 +94,7 @@ def seismic_objects(
         (objects, deformation (n_lat, n_lon) float32 with D_s inside objects and NaN outside,
         size of the largest connected object in pixels, seismic or not).
     """
-    labels, n = label_anomalies(anomaly, connectivity) if positive is None else label_signed(anomaly, positive, connectivity)
+    labels, n = label_objects(anomaly, positive, connectivity)
     deformation = np.full(anomaly.shape, np.nan, dtype=np.float32)
     if n == 0:
         return [], deformation, 0

@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 
-from ladsdin.models.labelling import label_anomalies, label_signed, object_sizes
+from ladsdin.models.labelling import label_objects, object_sizes
 
 #: Fewer calibration slots than this give no floor (0): the tail cannot be estimated.
 MIN_NULL_SLOTS = 20
@@ -82,10 +82,8 @@ class NullObjects:
             if not hit.any():
                 out.append(0)
                 continue
-            if self.sign_split:
-                labels, k = label_signed(hit.reshape(self.shape), pos.reshape(self.shape), self.connectivity)
-            else:
-                labels, k = label_anomalies(hit.reshape(self.shape), self.connectivity)
+            labels, k = label_objects(hit.reshape(self.shape), pos.reshape(self.shape) if self.sign_split else None,
+                                      self.connectivity)
             out.append(int(object_sizes(labels, k).max()))
         return np.asarray(out, np.int64)
 

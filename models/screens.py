@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from ladsdin.models.detector import COMMON_MODES, ScoreParams
-from ladsdin.models.labelling import SeismicObject, label_anomalies, label_signed, object_sizes, seismic_objects
+from ladsdin.models.labelling import SeismicObject, label_objects, object_sizes, seismic_objects
 from ladsdin.models.thresholds import MIN_PIXELS_FOR_COMMON_MODE, common_mode, planar_ramp
 from ladsdin.models.tiling import scatter_tiles
 
@@ -131,8 +131,7 @@ def _objects(hit: np.ndarray, rc_v: np.ndarray, resid_v: np.ndarray, vidx: np.nd
     if hit.sum() >= params.n_a:  # eq. 5, temporal screen
         # D_s from the uncorrected residual (DESIGN.md §1): a large event moves the median too.
         return seismic_objects(anomaly_map, _map(resid_v, vidx, shape), params.min_object, params.connectivity, positive)
-    labels, n_obj = label_anomalies(anomaly_map, params.connectivity) if positive is None else \
-        label_signed(anomaly_map, positive, params.connectivity)
+    labels, n_obj = label_objects(anomaly_map, positive, params.connectivity)
     largest = int(object_sizes(labels, n_obj).max()) if n_obj else 0
     return [], np.full(shape, np.nan, np.float32), largest
 
@@ -143,10 +142,7 @@ def grow_region(sc: Screened, thr_v: np.ndarray, vidx: np.ndarray, shape: tuple[
     (of its sign with ``sign_split``): the pixels re-anchored with it (hysteresis)."""
     with np.errstate(invalid="ignore"):
         weak_map = _map(np.abs(sc.rc_v) > fraction * thr_v, vidx, shape)
-    if params.sign_split:
-        labels, _ = label_signed(weak_map, _map(sc.rc_v > 0, vidx, shape), params.connectivity)
-    else:
-        labels, _ = label_anomalies(weak_map, params.connectivity)
+    labels, _ = label_objects(weak_map, _map(sc.rc_v > 0, vidx, shape) if params.sign_split else None, params.connectivity)
     hit_labels = np.unique(labels[sc.seismic])
     return np.isin(labels, hit_labels[hit_labels > 0]).reshape(-1)[vidx]
 
