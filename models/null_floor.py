@@ -32,6 +32,8 @@ from ladsdin.models.labelling import label_objects, object_sizes
 
 #: Fewer calibration slots than this give no floor (0): the tail cannot be estimated.
 MIN_NULL_SLOTS = 20
+#: Fewer null objects than this give no tail fit in :func:`exceedance_floor` (the largest seen instead).
+MIN_TAIL_OBJECTS = 20
 #: Share of the per-slot largest sizes, from the top, that the tail is fitted on.
 TAIL_FRACTION = 0.1
 
@@ -68,23 +70,33 @@ class NullObjects:
                 self._pos[t].append(index[row > self.nm].astype(np.int64))
                 self._neg[t].append(index[row < -self.nm].astype(np.int64))
 
+    def _slot_sizes(self, t: int) -> np.ndarray:
+        """Sizes (pixels) of every one-sign object of training slot ``t`` (empty if none)."""
+        n = self.shape[0] * self.shape[1]
+        hit = np.zeros(n, bool)
+        pos = np.zeros(n, bool)
+        for a in self._pos[t]:
+            hit[a] = pos[a] = True
+        for a in self._neg[t]:
+            hit[a] = True
+        if not hit.any():
+            return np.zeros(0, np.int64)
+        labels, k = label_objects(hit.reshape(self.shape), pos.reshape(self.shape) if self.sign_split else None,
+                                  self.connectivity)
+        return object_sizes(labels, k)
+
+    def sizes(self) -> tuple[np.ndarray, int]:
+        """(sizes of every object of every slot that had data, the number of those slots)."""
+        seen = np.flatnonzero(self._seen)
+        parts = [self._slot_sizes(int(t)) for t in seen]
+        return (np.concatenate(parts) if parts else np.zeros(0, np.int64)), int(seen.size)
+
     def largest(self) -> np.ndarray:
         """(S,) int64: the largest one-sign object (pixels) of each training slot that had data."""
-        n = self.shape[0] * self.shape[1]
         out = []
         for t in np.flatnonzero(self._seen):
-            hit = np.zeros(n, bool)
-            pos = np.zeros(n, bool)
-            for a in self._pos[t]:
-                hit[a] = pos[a] = True
-            for a in self._neg[t]:
-                hit[a] = True
-            if not hit.any():
-                out.append(0)
-                continue
-            labels, k = label_objects(hit.reshape(self.shape), pos.reshape(self.shape) if self.sign_split else None,
-                                      self.connectivity)
-            out.append(int(object_sizes(labels, k).max()))
+            sz = self._slot_sizes(int(t))
+            out.append(int(sz.max()) if sz.size else 0)
         return np.asarray(out, np.int64)
 
 
@@ -122,4 +134,46 @@ def object_floor(largest: np.ndarray, false_alerts_per_year: float, step_days: i
     return floor_px, {**info, "null_tail_index": round(alpha, 3), "null_floor_px": floor_px}
 
 
-__all__ = ["MIN_NULL_SLOTS", "NullObjects", "object_floor"]
+def exceedance_floor(sizes: np.ndarray, n_slots: int, false_alerts_per_year: float, step_days: int) -> tuple[int, dict]:
+    """The object size that null objects exceed at the requested rate, from *every* null object.
+
+    :func:`object_floor` fits the tail of one number per slot (its largest object), which is
+    unstable with a few tens of slots or a sparse null. Here the expected number of null objects
+    per slot larger than x, N(x), is fitted over all objects of all slots: a Pareto tail through
+    the largest ``TAIL_FRACTION`` of them (at least 10, Hill estimator), and the floor is the x
+    with N(x) = p (P(largest > x) = 1 - exp(-N(x)) ~ N(x) at small p). With no null object at
+    all there is nothing to extrapolate from, and the floor is 0 (N_a alone); with fewer than
+    ``MIN_TAIL_OBJECTS`` it is the largest one seen, which under-states it for rates below one
+    per ``n_slots`` (the report says ``null_tail: too few objects``).
+
+    Args:
+        sizes: every null object's size (:meth:`NullObjects.sizes`).
+        n_slots: the slots they come from.
+    """
+    info: dict = {"null_slots": int(n_slots), "null_rate_per_year": float(false_alerts_per_year),
+                  "null_objects": int(sizes.size)}
+    if false_alerts_per_year <= 0 or n_slots < MIN_NULL_SLOTS or sizes.size == 0:
+        return 0, {**info, "null_floor_px": 0}
+    p = min(false_alerts_per_year * step_days / 365.25, 0.5)
+    x = np.sort(sizes.astype(np.float64))[::-1]
+    info["null_max_px"] = int(x[0])
+    if x.size < MIN_TAIL_OBJECTS:  # too few to fit a tail: the largest one seen (rate 1 / n_slots)
+        floor_px = int(x[0])
+        return floor_px, {**info, "null_floor_px": floor_px, "null_tail": "too few objects"}
+    need = int(math.ceil(p * n_slots))  # objects per n_slots at rate p: within the sample when > k
+    k = min(max(int(round(TAIL_FRACTION * x.size)), 10), x.size - 1)
+    if need > k:
+        floor_px = int(x[min(need, x.size) - 1])
+        return floor_px, {**info, "null_floor_px": floor_px}
+    u = float(x[k])
+    mean_log = float(np.mean(np.log(x[:k] / u)))
+    if mean_log <= 0.0:
+        floor_px = int(x[0])
+        return floor_px, {**info, "null_floor_px": floor_px}
+    alpha = 1.0 / mean_log
+    floor = u * ((k / n_slots) / p) ** (1.0 / alpha)
+    floor_px = int(math.ceil(min(floor, 1e9)))
+    return floor_px, {**info, "null_tail_from_px": u, "null_tail_index": round(alpha, 3), "null_floor_px": floor_px}
+
+
+__all__ = ["MIN_NULL_SLOTS", "MIN_TAIL_OBJECTS", "NullObjects", "exceedance_floor", "object_floor"]
