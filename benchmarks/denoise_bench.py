@@ -39,7 +39,6 @@ from ladsdin.models.cube import normalize_cube, pixel_spacing_deg
 from ladsdin.models.denoise import DenoiserConfig, calibrate_screen, denoise_maps, train_denoiser
 from ladsdin.models.devices import configure_threads
 from ladsdin.models.forecaster import BURN_IN
-from ladsdin.models.labelling import label_objects
 from ladsdin.models.null_floor import NullObjects
 from ladsdin.models.simulation import simulate
 
@@ -130,17 +129,18 @@ def _largest(out: np.ndarray, slots: np.ndarray, ev_slot: int, screen) -> int:
     hit = np.flatnonzero(slots == ev_slot)
     if hit.size == 0:
         return -1
-    o = out[int(hit[0])] / screen.scale
-    labels, n = label_objects(np.isfinite(o) & (np.abs(o) > screen.nm), o > 0, screen.connectivity)
-    return int(np.bincount(labels.ravel())[1:].max()) if n else 0
+    sizes = screen.sizes(out[int(hit[0])])
+    return int(sizes.max()) if sizes.size else 0
 
 
 def _object_masks(s) -> list[np.ndarray]:
-    if not s.objects:
-        return []
-    # the detector's seismic map, split into its objects by label
-    labels, n = label_objects(s.seismic, None, 8)
-    return [labels == j for j in range(1, n + 1)]
+    """The detector's seismic objects of one epoch as (n_lat, n_lon) bool masks."""
+    out = []
+    for o in s.objects:
+        m = np.zeros(s.seismic.shape, bool)
+        m[o.rows, o.cols] = True
+        out.append(m)
+    return out
 
 
 def _row(case: str, seed: int, det: str, front: str, alerts: dict, ev_slot: int, inc: np.ndarray | None, fy: float,

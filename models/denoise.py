@@ -208,14 +208,21 @@ class DenoisedScreen:
     floor_info: dict
     connectivity: int = 4
 
+    def _labels(self, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One-sign objects of one output map (H, W) above the threshold: (labels, sizes)."""
+        zd = d / self.scale
+        with np.errstate(invalid="ignore"):
+            hit = np.isfinite(zd) & (np.abs(zd) > self.nm)
+        labels, n = label_objects(hit, zd > 0, self.connectivity)
+        return labels, object_sizes(labels, n)
+
+    def sizes(self, d: np.ndarray) -> np.ndarray:
+        """Pixel counts of every object of one output map, whatever the floor."""
+        return self._labels(d)[1]
+
     def objects(self, d: np.ndarray) -> list[np.ndarray]:
         """The seismic objects of one output map (H, W): a list of bool masks."""
-        zd = d / self.scale
-        hit = np.isfinite(zd) & (np.abs(zd) > self.nm)
-        if not hit.any():
-            return []
-        labels, n = label_objects(hit, zd > 0, self.connectivity)
-        sizes = object_sizes(labels, n)
+        labels, sizes = self._labels(d)
         return [labels == (j + 1) for j in np.flatnonzero(sizes > self.min_object)]
 
 

@@ -124,14 +124,25 @@ def object_floor(largest: np.ndarray, false_alerts_per_year: float, step_days: i
     k = max(int(round(TAIL_FRACTION * x.size)), 5)
     u = float(x[k])
     info.update(null_p50_px=float(np.median(largest)), null_max_px=int(largest.max()), null_tail_from_px=u)
-    mean_log = float(np.mean(np.log(x[:k] / u)))
-    if mean_log <= 0.0:  # a flat null (e.g. no anomalies at all): nothing to extrapolate
+    tail = _pareto_floor(x, k, k / x.size, p)
+    if tail is None:  # a flat null (e.g. no anomalies at all): nothing to extrapolate
         floor_px = int(largest.max())
         return floor_px, {**info, "null_floor_px": floor_px}
-    alpha = 1.0 / mean_log  # Hill (1975)
-    floor = u * max((k / x.size) / p, 1.0) ** (1.0 / alpha)
-    floor_px = int(math.ceil(min(floor, 1e9)))
+    floor_px, alpha = tail
     return floor_px, {**info, "null_tail_index": round(alpha, 3), "null_floor_px": floor_px}
+
+
+def _pareto_floor(x: np.ndarray, k: int, rate_above_u: float, p: float) -> tuple[int, float] | None:
+    """The size exceeded at rate ``p`` by a Pareto tail through the ``k`` largest of ``x``
+    (sorted, largest first) above u = x[k], which is exceeded at ``rate_above_u``: (floor in
+    pixels, the Hill (1975) tail index), or None for a flat tail (nothing to extrapolate)."""
+    u = float(x[k])
+    mean_log = float(np.mean(np.log(x[:k] / u)))
+    if mean_log <= 0.0:
+        return None
+    alpha = 1.0 / mean_log
+    floor = u * max(rate_above_u / p, 1.0) ** (1.0 / alpha)
+    return int(math.ceil(min(floor, 1e9))), alpha
 
 
 def exceedance_floor(sizes: np.ndarray, n_slots: int, false_alerts_per_year: float, step_days: int) -> tuple[int, dict]:
@@ -165,15 +176,12 @@ def exceedance_floor(sizes: np.ndarray, n_slots: int, false_alerts_per_year: flo
     if need > k:
         floor_px = int(x[min(need, x.size) - 1])
         return floor_px, {**info, "null_floor_px": floor_px}
-    u = float(x[k])
-    mean_log = float(np.mean(np.log(x[:k] / u)))
-    if mean_log <= 0.0:
+    tail = _pareto_floor(x, k, k / n_slots, p)
+    if tail is None:
         floor_px = int(x[0])
         return floor_px, {**info, "null_floor_px": floor_px}
-    alpha = 1.0 / mean_log
-    floor = u * ((k / n_slots) / p) ** (1.0 / alpha)
-    floor_px = int(math.ceil(min(floor, 1e9)))
-    return floor_px, {**info, "null_tail_from_px": u, "null_tail_index": round(alpha, 3), "null_floor_px": floor_px}
+    floor_px, alpha = tail
+    return floor_px, {**info, "null_tail_from_px": float(x[k]), "null_tail_index": round(alpha, 3), "null_floor_px": floor_px}
 
 
 __all__ = ["MIN_NULL_SLOTS", "MIN_TAIL_OBJECTS", "NullObjects", "exceedance_floor", "object_floor"]
