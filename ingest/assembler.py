@@ -103,7 +103,8 @@ class EpochAssembler:
                 residual_rms_mm_median=_median(est.residual_rms[ok]),
                 sigma_mm_median=_median(est.sigma[ok]),
                 closure_flagged_pixels=int(est.closure_flag.sum()),
-                layers=["n_ifg", "residual_rms", "sigma", "closure_flag"],
+                closure_repaired_pixels=int(np.count_nonzero(est.removed)) if est.removed is not None else 0,
+                layers=["n_ifg", "residual_rms", "sigma", "closure_flag", "removed_ifg"],
             )
             shape = grid.shape
             layers = {
@@ -113,7 +114,12 @@ class EpochAssembler:
                 "sigma": (est.sigma.reshape(shape).astype(np.float32),
                           {"units": "mm", "long_name": "propagated standard deviation of displacement"}),
                 "closure_flag": (est.closure_flag.reshape(shape).astype(np.int8),
-                                 {"units": "1", "long_name": "loop closure above half a cycle (unwrapping error)"}),
+                                 {"units": "1", "long_name": "loops through the epoch cannot be closed (unwrapping error); "
+                                  "the displacement is NaN there when closure masking is on"}),
+                "removed_ifg": ((est.removed if est.removed is not None else np.zeros(n_ifg.shape, np.int8))
+                                .reshape(shape).astype(np.int8),
+                                {"units": "1", "long_name": "interferograms removed as the pair behind failing loops "
+                                 "(not used in the estimate)"}),
             }
         uri, sha = write_epoch_object(self.data_root, self.frame, epoch, disp, grid.lat, grid.lon, self.track, layers=layers)
         return build_epoch_event(self.frame, self.track, epoch, grid.lat, grid.lon, uri=uri, sha256=sha, quality=quality)

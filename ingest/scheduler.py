@@ -52,6 +52,7 @@ class IngestOptions:
     looks: float = 20.0
     ref: str | None = None
     mask_closure: bool = True
+    repair_closure: bool = True
     gap_sigma_mm: float | None = 20.0
     checkpoint_every: int = 5
     since: dt.date | None = None
@@ -61,7 +62,8 @@ class IngestOptions:
     def from_settings(cls, settings: Any, **overrides: Any) -> IngestOptions:
         base = cls(links=settings.ingest_links, settle_s=settings.ingest_settle_s, window=settings.ingest_window,
                    min_coherence=settings.ingest_min_coherence, looks=settings.ingest_looks, ref=settings.ingest_ref,
-                   mask_closure=settings.ingest_mask_closure, gap_sigma_mm=settings.ingest_gap_sigma_mm,
+                   mask_closure=settings.ingest_mask_closure, repair_closure=settings.ingest_repair_closure,
+                   gap_sigma_mm=settings.ingest_gap_sigma_mm,
                    checkpoint_every=settings.ingest_checkpoint_every)
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -132,7 +134,7 @@ class LicsarIngest:
             meta, arrays = self.ledger.read_checkpoint(ck["file"])
             self.filter = IncrementalInversion.from_state_arrays(meta, arrays)
         else:
-            self.filter = IncrementalInversion(n_pix, self.opt.window, self.opt.gap_sigma_mm)
+            self.filter = IncrementalInversion(n_pix, self.opt.window, self.opt.gap_sigma_mm, self.opt.repair_closure)
         if self.filter.window != self.opt.window:
             raise ValueError(f"this frame was ingested with window {self.filter.window}; "
                              f"set LADSDIN_INGEST_WINDOW={self.filter.window} or re-ingest from scratch")
@@ -210,7 +212,8 @@ class LicsarIngest:
         epoch0 = min(min(e.d1 for e in complete), min(e.d2 for e in complete))
         self.ledger.data.update(grid=grid.to_dict(), reference=ref.to_dict(), epochs=[_iso(epoch0)])
         self.ledger.save()
-        self.filter = IncrementalInversion(grid.n_lat * grid.n_lon, self.opt.window, self.opt.gap_sigma_mm)
+        self.filter = IncrementalInversion(grid.n_lat * grid.n_lon, self.opt.window, self.opt.gap_sigma_mm,
+                                           self.opt.repair_closure)
         log.info("frame %s: grid %d x %d from %s, reference area %s (%s), epoch 0 = %s", self.frame, grid.n_lat,
                  grid.n_lon, "metadata/" if self._geometry_grid else "the interferograms", ref.as_licsbas(), ref.how, epoch0)
         return True

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -40,22 +41,27 @@ class SyntheticFrame:
         cube: ``displacement`` (time, lat, lon) float32 LOS mm (+towards the satellite, NaN = no
             data, lat descending) and optional ``coherence`` (lat, lon); attrs ``frame``, ``track``.
         truth: optional simulation truth with ``dem``, ``los_east``, ``los_north``, ``los_up``.
-        links: interferograms per new epoch (LiCSAR makes 1-4).
+        links: interferograms per new epoch (LiCSAR makes 1-4), or one count per epoch (index k:
+            epoch k links to its ``links[k]`` predecessors; index 0 is unused).
         looks: effective looks of the decorrelation noise; None = noise-free.
         offset_mm: each interferogram gets a uniform random constant in +-offset_mm.
         unwrap_errors: {(a, b): (n_lat, n_lon) bool} pixels of interferogram (a, b) that carry a
             +1 cycle (+MM_PER_CYCLE mm) unwrapping error.
+        pair_coherence: optional ``(a, b) -> (n_lat, n_lon)`` coherence of pair (a, b) in [0, 1]
+            (0 = no data), for seasonal decorrelation and snow; default: the cube's coherence.
         seed: every random draw is a function of the seed and the pair.
     """
 
-    def __init__(self, cube: Any, out_dir: Path, *, truth: Any = None, links: int = 3, looks: float | None = 20.0,
-                 offset_mm: float = 40.0, unwrap_errors: dict[tuple[int, int], np.ndarray] | None = None,
-                 seed: int = 0) -> None:
+    def __init__(self, cube: Any, out_dir: Path, *, truth: Any = None, links: int | Sequence[int] = 3,
+                 looks: float | None = 20.0, offset_mm: float = 40.0,
+                 unwrap_errors: dict[tuple[int, int], np.ndarray] | None = None,
+                 pair_coherence: Callable[[int, int], np.ndarray] | None = None, seed: int = 0) -> None:
         self.cube, self.truth = cube, truth
         self.frame, self.track = str(cube.attrs["frame"]), str(cube.attrs["track"])
         self.dir = Path(out_dir) / self.frame
         self.links, self.looks, self.offset_mm, self.seed = links, looks, offset_mm, seed
         self.unwrap_errors = unwrap_errors or {}
+        self.pair_coherence = pair_coherence
         lat, lon = cube["lat"].values, cube["lon"].values
         self.grid = FrameGrid(lat.size, lon.size, float(lat[0]), float(lon[0]),
                               float((lat[-1] - lat[0]) / (lat.size - 1)), float((lon[-1] - lon[0]) / (lon.size - 1)))
@@ -69,7 +75,8 @@ class SyntheticFrame:
         return len(self.times)
 
     def pairs_to(self, k: int) -> list[tuple[int, int]]:
-        return [(a, k) for a in range(max(0, k - self.links), k)]
+        n = self.links if isinstance(self.links, int) else int(self.links[k])
+        return [(a, k) for a in range(max(0, k - n), k)]
 
     def name(self, a: int, b: int) -> str:
         return ifg_name(self.times[a], self.times[b])
@@ -104,8 +111,9 @@ class SyntheticFrame:
         """(unw float32 rad with 0 = nodata, cc uint8 with 0 = nodata) of pair (a, b)."""
         rng = np.random.default_rng([self.seed, a, b])
         mm = (self.disp[b].astype(np.float64) - self.disp[a]).astype(np.float64)
-        valid = np.isfinite(mm) & (self.coherence > 0)
-        cc = np.clip(self.coherence * rng.uniform(0.85, 1.0, self.grid.shape), 1.0 / 255, 1.0).astype(np.float32)
+        coh = self.coherence if self.pair_coherence is None else np.nan_to_num(self.pair_coherence(a, b), nan=0.0)
+        valid = np.isfinite(mm) & (coh > 0)
+        cc = np.clip(coh * rng.uniform(0.85, 1.0, self.grid.shape), 1.0 / 255, 1.0).astype(np.float32)
         if self.looks is not None:
             g = np.clip(cc, 0.01, 0.995)
             std_rad = np.sqrt((1.0 - g * g) / (2.0 * self.looks * g * g))

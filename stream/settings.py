@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     ingest_gap_sigma_mm: float | None = Field(20.0, gt=0, description="bridge a pixel's network gap (no interferogram chain back to epoch 0) with 'no motion since its last estimate' of this std, mm; null = leave it NaN for good (the exact batch answer)")
     ingest_checkpoint_every: int = Field(5, ge=1, description="write the inversion checkpoint every N epochs (~180 bytes/pixel: 1.1 GB for a 2500x2500 frame); a restart replays at most N-1 epochs from the interferograms on disk")
     ingest_mask_closure: bool = Field(True, description="publish NaN where a loop closure through the epoch exceeds half a cycle (an unwrapping error)")
+    ingest_repair_closure: bool = Field(True, description="remove, per pixel, the new interferogram behind failing loops (a 2-pi unwrapping error) before the epoch is estimated; false = only flag it (the exact batch answer of all the data)")
 
     @property
     def topics(self) -> tuple[str, str, str, str]:

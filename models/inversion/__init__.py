@@ -7,13 +7,14 @@ minimise ``sum_i w_i (d[b_i] - d[a_i] - phi_i)^2`` with ``d[0] = 0`` (the refere
 - :mod:`.batch`: :func:`batch_inversion` solves the whole network at once (the reference answer).
 - :mod:`.incremental`: :class:`IncrementalInversion`, an information filter over the last ``W``
   epochs that publishes each new epoch exactly as the batch inversion of the data available then.
-- :mod:`.closure`: :func:`loop_closures` and the half-cycle threshold that flags unwrapping errors.
+- :mod:`.closure`: :func:`loop_closures`, the half-cycle threshold that flags unwrapping errors, and
+  :func:`repair_links`, which removes the interferogram behind a pixel's failing loops.
 - :mod:`.cholesky`: the batched small SPD solver both inversions use.
 """
 from __future__ import annotations
 
 from ladsdin.models.inversion.batch import batch_inversion
-from ladsdin.models.inversion.closure import CLOSURE_THRESHOLD_MM, loop_closures
+from ladsdin.models.inversion.closure import CLOSURE_THRESHOLD_MM, bad_pairs, loop_closures, repair_links
 from ladsdin.models.inversion.incremental import EpochEstimate, IncrementalInversion
 
-__all__ = ["CLOSURE_THRESHOLD_MM", "EpochEstimate", "IncrementalInversion", "batch_inversion", "loop_closures"]
+__all__ = ["CLOSURE_THRESHOLD_MM", "EpochEstimate", "IncrementalInversion", "bad_pairs", "batch_inversion", "loop_closures", "repair_links"]

@@ -20,7 +20,7 @@ import numpy as np
 
 from ladsdin.models.inversion.batch import clean_inputs
 from ladsdin.models.inversion.cholesky import cholesky_solve
-from ladsdin.models.inversion.closure import CLOSURE_THRESHOLD_MM
+from ladsdin.models.inversion.closure import CLOSURE_THRESHOLD_MM, repair_links
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,12 @@ class EpochEstimate:
         residual_rms: (P,) float64 mm, RMS misfit of those interferograms against the window's
             current estimates (NaN where n_ifg == 0).
         sigma: (P,) float64 mm, posterior std of ``displacement`` when weights are 1/mm^2.
-        closure_flag: (P,) bool, some triangle through this epoch has |closure| > MM_PER_CYCLE / 2.
+        closure_flag: (P,) bool, the loops through this epoch cannot be closed: after the bad
+            interferograms were removed, some triangle still has |closure| > MM_PER_CYCLE / 2, or
+            the new interferograms disagree with no majority (their data are then not used).
+        removed: (P,) int8, new interferograms removed at the pixel as the pair behind its failing
+            loops (:func:`~ladsdin.models.inversion.closure.repair_links`); the estimate is made
+            without them.
     """
 
     epoch: int
@@ -43,6 +48,7 @@ class EpochEstimate:
     residual_rms: np.ndarray
     sigma: np.ndarray
     closure_flag: np.ndarray
+    removed: np.ndarray | None = None
 
 
 class IncrementalInversion:
@@ -60,7 +66,7 @@ class IncrementalInversion:
     #: threads over pixel chunks (the CPUs this process may use, at most 4)
     threads = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
-    def __init__(self, n_pixels: int, window: int = 4, gap_sigma_mm: float | None = None) -> None:
+    def __init__(self, n_pixels: int, window: int = 4, gap_sigma_mm: float | None = None, repair: bool = True) -> None:
         """Start with epoch 0 (d = 0).
 
         Args:
@@ -71,6 +77,9 @@ class IncrementalInversion:
                 with a pseudo-observation "no motion since the pixel's last estimate" of this std
                 (mm), so the pixel comes back, tied to its own past (LiCSBAS bridges network gaps
                 with a temporal model for the same reason).
+            repair: remove, per pixel, a new interferogram whose loops fail (an unwrapping error)
+                before the epoch is estimated, instead of only flagging it; False keeps the exact
+                batch answer of all the data.
         """
         if n_pixels < 0 or window < 1:
             raise ValueError(f"need n_pixels >= 0 and window >= 1, got {n_pixels}, {window}")
@@ -78,6 +87,7 @@ class IncrementalInversion:
             raise ValueError(f"gap_sigma_mm must be > 0 or None, got {gap_sigma_mm}")
         self.n_pixels, self.window = int(n_pixels), int(window)
         self.gap_sigma_mm = None if gap_sigma_mm is None else float(gap_sigma_mm)
+        self.repair = bool(repair)
         self.epoch = 0
         w = self.window
         # slot i holds epoch (epoch - W + 1 + i); epochs <= 0 carry no unknowns (0 is known)
@@ -137,11 +147,16 @@ class IncrementalInversion:
             if np.any(weights < 0):  # checked up front: a failed call must change nothing
                 raise ValueError("weights must be >= 0 (0 = missing interferogram)")
         out = {name: np.empty(self.n_pixels, dtype) for name, dtype in
-               (("disp", np.float64), ("n_ifg", np.int16), ("rms", np.float64), ("sigma", np.float64), ("flag", bool))}
+               (("disp", np.float64), ("n_ifg", np.int16), ("rms", np.float64), ("sigma", np.float64), ("flag", bool),
+                ("removed", np.int8))}
+        used = np.zeros(shape, dtype=bool)  # the new interferograms' pixels that enter the estimate
+
         def run(sl: slice) -> None:
             ifg, w = clean_inputs(ifg_mm[:, sl], weights[:, sl])
-            for name, value in zip(("disp", "n_ifg", "rms", "sigma", "flag"), self._add_chunk(k, preds, ifg, w, sl)):
+            values = self._add_chunk(k, preds, ifg, w, sl)
+            for name, value in zip(("disp", "n_ifg", "rms", "sigma", "flag", "removed"), values):
                 out[name][sl] = value
+            used[:, sl] = values[-1]
 
         chunks = [slice(s, min(s + self.chunk_pixels, self.n_pixels)) for s in range(0, self.n_pixels, self.chunk_pixels)]
         if self.threads > 1 and len(chunks) > 1:
@@ -152,17 +167,29 @@ class IncrementalInversion:
         else:
             for sl in chunks:
                 run(sl)
-        for a, phi, wi in zip(preds, ifg_mm, weights):
-            self._store[(a, k)] = np.where((np.asarray(wi) > 0) & np.isfinite(phi), phi, np.nan).astype(np.float32)
+        for a, phi, ok in zip(preds, ifg_mm, used):
+            # removed pixels are stored as missing: later loops never close on a bad pair
+            self._store[(a, k)] = np.where(ok, phi, np.nan).astype(np.float32)
         self._store = {p: v for p, v in self._store.items() if p[0] > k - self.window}
         self.epoch = k
-        return EpochEstimate(k, out["disp"], out["n_ifg"], out["rms"], out["sigma"], out["flag"])
+        return EpochEstimate(k, out["disp"], out["n_ifg"], out["rms"], out["sigma"], out["flag"], out["removed"])
 
     def _add_chunk(self, k: int, preds: list[int], ifg: np.ndarray, w: np.ndarray,
                    sl: slice) -> tuple[np.ndarray, ...]:
-        """Update the pixels ``sl``; returns their (disp, n_ifg, rms, sigma, closure flag)."""
+        """Update the pixels ``sl``; returns their (disp, n_ifg, rms, sigma, closure flag, removed
+        count, (n_new, P) interferogram pixels used)."""
         W = self.window
         P = ifg.shape[1]
+        unresolved = np.zeros(P, dtype=bool)
+        removed = np.zeros(P, dtype=np.int8)
+        if self.repair and len(preds) >= 2:
+            # the value each interferogram implies for the new epoch, from its predecessor's estimate
+            base = np.stack([np.zeros(P) if a == 0 else self._est[W - k + a, sl].astype(np.float64) for a in preds])
+            valid0 = w > 0
+            keep, unresolved = repair_links(base + ifg, valid0, self._last[sl].astype(np.float64))
+            keep &= ~unresolved[None, :]  # loops that cannot be closed: none of the new data weighs
+            removed = (valid0 & ~keep).sum(axis=0).astype(np.int8)
+            w = np.where(keep, w, 0.0)
         # extend the window with the new epoch's unknown (slot W)
         lam = np.zeros((W + 1, W + 1, P))
         lam[:W, :W] = self._lam[:, :, sl]
@@ -211,7 +238,7 @@ class IncrementalInversion:
             sq += np.where(v, r * r, 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
             rms = np.where(n_ifg > 0, np.sqrt(sq / np.maximum(n_ifg, 1)), np.nan)
-        flag = self._closure_flag(k, preds, ifg, valid, sl)
+        flag = self._closure_flag(k, preds, ifg, valid, sl) | unresolved
         # remember, then marginalise the oldest epoch (Schur complement on a scalar)
         l_oo = lam[0, 0]
         scale = np.abs(lam[idx, idx]).max(axis=0)
@@ -224,7 +251,7 @@ class IncrementalInversion:
         self._est[:-1, sl] = self._est[1:, sl]
         self._est[-1, sl] = disp
         self._last[sl] = np.where(tied, disp, self._last[sl])
-        return disp, n_ifg, rms, sigma, flag
+        return disp, n_ifg, rms, sigma, flag, removed, valid
 
     def _closure_flag(self, k: int, preds: list[int], ifg: np.ndarray, valid: np.ndarray,
                       sl: slice) -> np.ndarray:
@@ -261,7 +288,7 @@ class IncrementalInversion:
                   "last": self._last}
         arrays.update({f"ifg_{a}_{b}": v for (a, b), v in self._store.items()})
         meta = {"kind": "IncrementalInversion", "epoch": self.epoch, "window": self.window, "n_pixels": self.n_pixels,
-                "gap_sigma_mm": self.gap_sigma_mm}
+                "gap_sigma_mm": self.gap_sigma_mm, "repair": self.repair}
         return meta, arrays
 
     @classmethod
@@ -269,7 +296,7 @@ class IncrementalInversion:
         """Rebuild a filter from :meth:`state_arrays` (ValueError when the arrays do not fit)."""
         if meta.get("kind") != "IncrementalInversion":
             raise ValueError(f"not an IncrementalInversion checkpoint: {meta.get('kind')!r}")
-        inv = cls(int(meta["n_pixels"]), int(meta["window"]), meta.get("gap_sigma_mm"))
+        inv = cls(int(meta["n_pixels"]), int(meta["window"]), meta.get("gap_sigma_mm"), bool(meta.get("repair", True)))
         W, P = inv.window, inv.n_pixels
         want = {"lam_triu": (W * (W + 1) // 2, P), "eta": (W, P), "comp": (W, P), "est": (W, P), "last": (P,)}
         for name, shape in want.items():

@@ -7,9 +7,11 @@ import pytest
 from ladsdin.models.cube import MM_PER_CYCLE
 from ladsdin.models.inversion import (
     CLOSURE_THRESHOLD_MM,
+    bad_pairs,
     IncrementalInversion,
     batch_inversion,
     loop_closures,
+    repair_links,
 )
 
 N_EPOCHS, N_PIX, WINDOW = 30, 500, 4
@@ -43,8 +45,9 @@ def _ifgs(d: np.ndarray, net: list[list[int]], noise: float, seed: int = 2):
     return pairs, ifg
 
 
-def _run_incremental(pairs, ifg, w):
-    inc = IncrementalInversion(ifg.shape[1], window=WINDOW)
+def _run_incremental(pairs, ifg, w, repair: bool = False):
+    """The filter over the network; ``repair=False`` (the default here) keeps the exact batch answer."""
+    inc = IncrementalInversion(ifg.shape[1], window=WINDOW, repair=repair)
     out = []
     for k in range(1, N_EPOCHS):
         sel = pairs[:, 1] == k
@@ -185,7 +188,7 @@ def test_checkpoint_round_trip_and_chunking_change_nothing():
     d = _cube(7)
     pairs, ifg = _ifgs(d, _network(8), noise=3.0, seed=9)
     w = np.full(ifg.shape, 1 / 9.0)
-    straight = _run_incremental(pairs, ifg, w)
+    straight = _run_incremental(pairs, ifg, w, repair=True)  # the repair path, whose stored pairs carry its removals
     inc = IncrementalInversion(ifg.shape[1], window=WINDOW)
     inc.chunk_pixels = 37  # many uneven chunks
     got = []
@@ -199,6 +202,8 @@ def test_checkpoint_round_trip_and_chunking_change_nothing():
     for a, b in zip(straight, got):
         np.testing.assert_allclose(b.displacement, a.displacement, rtol=0, atol=1e-9)
         np.testing.assert_array_equal(b.closure_flag, a.closure_flag)
+        np.testing.assert_array_equal(b.removed, a.removed)
+    assert sum(int(e.removed.sum()) for e in got) > 0  # 3 mm noise: a few votes sit half a cycle out
     with pytest.raises(ValueError, match="expected"):
         meta, arrays = inc.state_arrays()
         IncrementalInversion.from_state_arrays(meta, {**arrays, "eta": arrays["eta"][:, :3]})
@@ -225,3 +230,66 @@ def test_gap_bridging_brings_a_pixel_back_after_a_long_gap():
         else:
             assert after.displacement[1] == pytest.approx(0.0, abs=1e-9)
             assert after.sigma[1] >= gap > 10 * after.sigma[0]  # the bridge's uncertainty stays visible
+
+
+def test_repair_links_removes_the_vote_a_cycle_from_the_others():
+    c = MM_PER_CYCLE
+    # pixels: three votes, one a cycle up | two votes, the prediction sides with the first |
+    # two votes, the prediction sides with the second | two votes, the prediction halfway | one vote
+    implied = np.array([[1.0, 2.0, 2.0, 0.0, 5.0],
+                        [1.5 + c, 2.5 + c, 2.5 + c, c, np.nan],
+                        [0.5, np.nan, np.nan, np.nan, np.nan]])
+    valid = np.isfinite(implied)
+    prediction = np.array([0.0, 1.0, 3.0 + c, c / 2, 5.0 + c])
+    keep, unresolved = repair_links(implied, valid, prediction)
+    np.testing.assert_array_equal(keep, [[True, True, False, True, True],
+                                         [False, False, True, True, False],
+                                         [True, False, False, False, False]])
+    # halfway, no side wins: the loops at that pixel cannot be closed; a lone vote is never judged
+    np.testing.assert_array_equal(unresolved, [False, False, False, True, False])
+
+
+@pytest.mark.parametrize("noise", [0.0, 1.0])
+def test_the_filter_removes_a_bad_new_interferogram_and_stores_it_as_missing(noise):
+    """A +1 cycle patch on one of an epoch's three interferograms: removed there before the
+    estimate (the epoch is right, nothing is flagged), counted in ``removed``, and the stored pair
+    is NaN there, so the next epoch's loop through it does not fail. The exact (repair off) filter
+    flags the patch at both epochs and carries the cycle into the estimate."""
+    d = _cube()
+    net = [[]] + [[k - s for s in range(min(3, k), 0, -1)] for k in range(1, N_EPOCHS)]  # 3 links from epoch 3
+    pairs, ifg = _ifgs(d, net, noise=noise)
+    k = 12
+    i_bad = np.flatnonzero((pairs[:, 1] == k) & (pairs[:, 0] == k - 2))[0]
+    patch = np.zeros(N_PIX, dtype=bool)
+    patch[300:340] = True
+    ifg[i_bad, patch] += MM_PER_CYCLE
+    w = np.ones_like(ifg)
+    fixed = _run_incremental(pairs, ifg, w, repair=True)
+    exact = _run_incremental(pairs, ifg, w, repair=False)
+    e = fixed[k - 1]
+    assert e.removed[patch].tolist() == [1] * patch.sum()
+    assert not e.closure_flag[patch].any() and not fixed[k].closure_flag[patch].any()
+    err = np.abs(e.displacement - d[k])
+    assert err[patch].max() < 1e-6 + 4 * noise
+    assert exact[k - 1].closure_flag[patch].all() and exact[k].closure_flag[patch].all()
+    assert np.abs(exact[k - 1].displacement - d[k])[patch].min() > 4.0  # a third of the cycle leaks
+    if noise == 0.0:
+        assert not any(x.removed.any() for i, x in enumerate(fixed) if i != k - 1)
+        assert e.removed[~patch].sum() == 0
+
+
+def test_bad_pairs_finds_the_pair_common_to_the_failing_loops():
+    d = _cube()
+    net = [[]] + [[k - s for s in range(min(3, k), 0, -1)] for k in range(1, N_EPOCHS)]
+    pairs, ifg = _ifgs(d, net, noise=1.0)
+    i_bad = np.flatnonzero((pairs[:, 0] == 10) & (pairs[:, 1] == 12))[0]
+    patch = np.zeros(N_PIX, dtype=bool)
+    patch[100:130] = True
+    ifg[i_bad, patch] += MM_PER_CYCLE
+    bad, unresolved = bad_pairs(pairs, ifg, np.ones(ifg.shape, bool), N_EPOCHS)
+    assert bad[i_bad, patch].all() and not bad[i_bad, ~patch].any()
+    assert bad[np.arange(len(pairs)) != i_bad].sum() <= 0.002 * bad.size
+    assert not unresolved[:, patch].any()
+    w = np.where(bad, 0.0, 1.0)
+    fixed = batch_inversion(pairs, ifg, w, N_EPOCHS)
+    assert np.abs(fixed[12, patch] - d[12, patch]).max() < 5.0
