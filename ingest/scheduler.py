@@ -133,6 +133,7 @@ class LicsarIngest:
         if ck:
             meta, arrays = self.ledger.read_checkpoint(ck["file"])
             self.filter = IncrementalInversion.from_state_arrays(meta, arrays)
+            self.filter.repair = self.opt.repair_closure  # it shapes the epochs to come only: the setting wins
         else:
             self.filter = IncrementalInversion(n_pix, self.opt.window, self.opt.gap_sigma_mm, self.opt.repair_closure)
         if self.filter.window != self.opt.window:

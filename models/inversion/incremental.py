@@ -39,7 +39,8 @@ class EpochEstimate:
             the new interferograms disagree with no majority (their data are then not used).
         removed: (P,) int8, new interferograms removed at the pixel as the pair behind its failing
             loops (:func:`~ladsdin.models.inversion.closure.repair_links`); the estimate is made
-            without them.
+            without them. Where the loops cannot be closed (``closure_flag``), every new one
+            dropped is counted.
     """
 
     epoch: int
