@@ -5,7 +5,10 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ladsdin.stream.connection import KafkaConnection
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--idle-s", type=float, default=5.0, help="without --follow, stop after this long without a message")
 
 
-def read_alerts(bootstrap: str, topic: str, *, follow: bool = False, idle_s: float = 5.0, frame: str | None = None, min_area_km2: float = 0.0) -> Iterator[dict[str, Any]]:
+def read_alerts(bootstrap: str | KafkaConnection, topic: str, *, follow: bool = False, idle_s: float = 5.0, frame: str | None = None, min_area_km2: float = 0.0) -> Iterator[dict[str, Any]]:
     """Yield alert features from the start of the topic, each id once.
 
     Reads every partition from offset 0 (:func:`ladsdin.stream.topics.read_topics`).
@@ -48,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     settings = args.settings
     if not settings.kafka_bootstrap:
         raise RuntimeError("no broker: set LADSDIN_KAFKA_BOOTSTRAP=host:port")
-    for feat in read_alerts(settings.kafka_bootstrap, settings.alerts_topic, follow=args.follow, idle_s=args.idle_s, frame=args.frame, min_area_km2=args.min_area_km2):
+    for feat in read_alerts(settings.kafka(), settings.alerts_topic, follow=args.follow, idle_s=args.idle_s, frame=args.frame, min_area_km2=args.min_area_km2):
         sys.stdout.write(json.dumps(feat) + "\n")
         sys.stdout.flush()
     return 0

@@ -71,14 +71,14 @@ def _producer(settings: Any) -> Any:
 
     if not settings.kafka_bootstrap:
         raise RuntimeError("no broker: set LADSDIN_KAFKA_BOOTSTRAP=host:port")
-    return make_producer(settings.kafka_bootstrap, settings.max_message_bytes)
+    return make_producer(settings.kafka(), settings.max_message_bytes)
 
 
 def _publisher(settings: Any, ledger: Any, producer: Any) -> Any:
     from ladsdin.ingest.publisher import EventPublisher, published_event_ids
 
     return EventPublisher(producer, settings.epochs_topic, ledger,
-                          id_reader=lambda frame: published_event_ids(settings.kafka_bootstrap, settings.epochs_topic, frame))
+                          id_reader=lambda frame: published_event_ids(settings.kafka(), settings.epochs_topic, frame))
 
 
 def _positive(text: str, flag: str) -> float:

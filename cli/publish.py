@@ -28,6 +28,6 @@ def run(args: argparse.Namespace) -> int:
     if not settings.kafka_bootstrap:
         raise RuntimeError("no broker: set LADSDIN_KAFKA_BOOTSTRAP=host:port (or run `ladsdin demo`, which starts an embedded one)")
     cube = open_cube(args.cube, frame=args.frame, track=args.track)
-    n = publish_cube(cube, settings, settings.kafka_bootstrap, rate=args.rate, date_from=args.date_from, date_to=args.date_to, inline=args.inline)
+    n = publish_cube(cube, settings, settings.kafka(), rate=args.rate, date_from=args.date_from, date_to=args.date_to, inline=args.inline)
     print(f"published {n} epoch(s) of {cube.attrs['frame']} to {settings.epochs_topic}")
     return 0

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     if not s.kafka_bootstrap or not s.redis_url:
         raise RuntimeError("the worker needs LADSDIN_KAFKA_BOOTSTRAP and LADSDIN_REDIS_URL (or run `ladsdin demo` for embedded ones)")
     try:
-        return run_worker(s, s.kafka_bootstrap, s.redis_url, loglevel=(args.log_level or s.log_level).lower())
+        return run_worker(s, s.kafka(), s.redis_url, loglevel=(args.log_level or s.log_level).lower())
     except StoreUnavailable as exc:
         print(f"ladsdin worker: {exc}; exiting for a restart (status {EXIT_INFRA})", file=sys.stderr)
     except KafkaError as exc:

@@ -10,7 +10,10 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ladsdin.stream.connection import KafkaConnection
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ def epoch_events(cube: Any, data_root: Path, *, date_from: str | None = None, da
         yield frame, epoch, event
 
 
-def publish_cube(cube: Any, settings: Any, bootstrap: str, *, rate: float = 0.0, date_from: str | None = None, date_to: str | None = None, inline: str = "never") -> int:
+def publish_cube(cube: Any, settings: Any, bootstrap: str | KafkaConnection, *, rate: float = 0.0, date_from: str | None = None, date_to: str | None = None, inline: str = "never") -> int:
     """Publish every selected epoch; returns the number sent."""
     from ladsdin.stream.events import encode_event
     from ladsdin.stream.outbox import make_producer

@@ -17,15 +17,18 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ladsdin.stream.events import encode_event
 from ladsdin.ingest.ledger import Ledger
 
+if TYPE_CHECKING:
+    from ladsdin.stream.connection import KafkaConnection
+
 log = logging.getLogger(__name__)
 
 
-def published_event_ids(bootstrap: str, topic: str, frame: str, *, idle_ms: int = 3000) -> set[str]:
+def published_event_ids(bootstrap: str | KafkaConnection, topic: str, frame: str, *, idle_ms: int = 3000) -> set[str]:
     """Every ``event_id`` of ``frame`` on ``topic``, read from the beginning of each partition.
 
     Only used to resolve a pending publication after a crash (rare), so a full scan is fine.

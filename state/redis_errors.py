@@ -13,8 +13,29 @@ from ladsdin.state.store import StoreUnavailable
 
 
 def redact(url: str) -> str:
-    """The URL without its password (it goes into error messages and logs)."""
-    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+    """The URL without its secrets (it goes into error messages, logs and ``/ready``).
+
+    The whole user-info part is replaced (``redis://user:p@ss@host`` has its password up to the
+    *last* ``@`` before the host; a lone ``redis://secret@host`` is a password to some servers),
+    and so is the value of every ``password=``-like query parameter.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    q = min((i for i in (rest.find("?"), rest.find("#")) if i != -1), default=len(rest))
+    at = rest.rfind("@", 0, q)  # the user-info ends at the last "@" before the query
+    slash = rest.find("/", at + 1, q)
+    netloc_end = slash if slash != -1 else q
+    netloc, tail = rest[:netloc_end], rest[netloc_end:]
+    if "@" in netloc:
+        user = netloc.rsplit("@", 1)[0]
+        name = user.split(":", 1)[0] if ":" in user else ""
+        netloc = f"{name}:***@{netloc.rsplit('@', 1)[1]}"
+    tail = _SECRET_QUERY.sub(lambda m: f"{m.group(1)}=***", tail)
+    return f"{scheme}://{netloc}{tail}"
+
+
+_SECRET_QUERY = re.compile(r"((?:^|[?&;])[^=&;#]*(?:password|passwd|secret|token|key)[^=&;#]*)=[^&;#]*", re.IGNORECASE)
 
 
 @contextmanager

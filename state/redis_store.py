@@ -52,6 +52,7 @@ from typing import Any
 
 import redis
 
+from ladsdin.state.redaction import register_secret
 from ladsdin.state.redis_errors import redact, unavailable_as
 from ladsdin.state.redis_scripts import (BOOTSTRAP_LUA, BUFFER_LUA, COMMIT_LUA, DISCARD_LUA, MODEL_LUA, PUT_TILE_LUA, pack_message,
                                          unpack_message)
@@ -87,6 +88,7 @@ class RedisStateStore(StateStore):
                 raise ValueError(f"Redis URL {self.url!r} is invalid ({e}); use redis://host:port/db") from e
         else:
             raise TypeError(f"url must be a Redis URL or a redis.Redis client, got {url!r}")
+        register_secret(self._r.connection_pool.connection_kwargs.get("password"))  # redis-py may log its kwargs
         if self._r.connection_pool.connection_kwargs.get("decode_responses"):
             raise ValueError("the redis.Redis client decodes responses; build it with decode_responses=False (blobs are binary)")
         self._commit = self._r.register_script(COMMIT_LUA)

@@ -6,6 +6,7 @@ import hashlib
 import json
 from typing import Any
 
+from ladsdin.state.redaction import scrub
 from ladsdin.stream.contracts import DLQ_SCHEMA, REASONS, utc_now
 
 
@@ -34,7 +35,8 @@ def dlq_record(raw: bytes, reason: str, detail: str, topic: str, partition: int,
     except ValueError:  # not JSON (or not UTF-8): nothing more to tell
         obj = None
     named = {k: obj.get(k) if isinstance(obj, dict) and isinstance(obj.get(k), str) else None for k in ("frame", "epoch")}
-    return {"schema": DLQ_SCHEMA, "reason": reason, "detail": detail,
+    # the detail is an error message: no registered secret may travel in it
+    return {"schema": DLQ_SCHEMA, "reason": reason, "detail": scrub(detail),
             "payload": payload, "payload_base64": is_b64, "payload_bytes": len(raw),
             "payload_truncated": len(kept) < len(raw), "payload_sha256": hashlib.sha256(raw).hexdigest(),
             "key": key.decode("utf-8", "replace") if key is not None else None, **named,

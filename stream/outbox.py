@@ -16,19 +16,20 @@ from collections import Counter, defaultdict
 from kafka import KafkaProducer
 
 from ladsdin.state.store import OutboxMessage, StateStore
+from ladsdin.stream.connection import KafkaConnection, client_kwargs
 from ladsdin.stream.metrics import MetricsRecorder
 
 log = logging.getLogger(__name__)
 SEND_TIMEOUT_S = 30.0
 
 
-def make_producer(bootstrap: str, max_message_bytes: int) -> KafkaProducer:
+def make_producer(bootstrap: str | KafkaConnection, max_message_bytes: int) -> KafkaProducer:
     """A kafka-python producer that waits for the broker's acknowledgement of every message.
 
     Requests may be twice the largest accepted event plus 1 MiB, so a DLQ record that keeps a
     (capped) copy of a rejected payload always fits.
     """
-    return KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=5, linger_ms=5,
+    return KafkaProducer(**client_kwargs(bootstrap), acks="all", retries=5, linger_ms=5,
                          max_request_size=2 * max_message_bytes + (1 << 20), request_timeout_ms=30_000)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 
+from ladsdin.stream.connection import KafkaConnection, client_kwargs
 from ladsdin.stream.processor import EpochProcessor, Outcome
 from ladsdin.stream.topics import MAX_FETCH_BYTES
 
@@ -33,14 +34,14 @@ class RereadIncomplete(ConnectionError):
     infrastructure failure: the worker restarts rather than skip what it could not read)."""
 
 
-def reread(bootstrap: str, topic: str, partition: int, start: int, end: int, *, idle_ms: int = 10_000) -> Iterator[tuple[int, bytes]]:
+def reread(bootstrap: str | KafkaConnection, topic: str, partition: int, start: int, end: int, *, idle_ms: int = 10_000) -> Iterator[tuple[int, bytes]]:
     """(offset, value) of the records of one partition in ``[start, end)``; offsets the log no
     longer holds (retention) are skipped. Raises RereadIncomplete if the broker goes quiet first."""
     from kafka import KafkaConsumer, TopicPartition
 
     if end <= start:
         return
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
+    consumer = KafkaConsumer(**client_kwargs(bootstrap), enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
                              consumer_timeout_ms=idle_ms, max_partition_fetch_bytes=MAX_FETCH_BYTES, fetch_max_bytes=MAX_FETCH_BYTES)
     try:
         tp = TopicPartition(topic, partition)
@@ -68,7 +69,7 @@ class Reconciler:
         read: ``(topic, partition, start, end) -> (offset, value) records`` (kafka by default).
     """
 
-    def __init__(self, processor: EpochProcessor, bootstrap: str, publish: Callable[[Outcome], None],
+    def __init__(self, processor: EpochProcessor, bootstrap: str | KafkaConnection, publish: Callable[[Outcome], None],
                  read: Callable[[str, int, int, int], Iterator[tuple[int, bytes]]] | None = None) -> None:
         self.processor = processor
         self.topic = processor.settings.epochs_topic

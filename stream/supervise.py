@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
+from pydantic import SecretStr
+
 from ladsdin.stream.settings import Settings
 
 
@@ -24,6 +26,8 @@ def settings_env(settings: Settings, base: Mapping[str, str] | None = None, **ex
     ``LADSDIN_<NAME>`` (lists as JSON), plus ``extra`` verbatim."""
     env = dict(os.environ if base is None else base)
     for name, value in settings.model_dump().items():
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()  # the child needs the secret itself, not its mask
         if value is not None:
             env[f"LADSDIN_{name.upper()}"] = json.dumps(list(value)) if isinstance(value, tuple) else str(value)
     env.update(extra)

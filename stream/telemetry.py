@@ -9,7 +9,10 @@
   Kafka metadata request lists the epochs topic; otherwise 503 with the failing check named.
 
 The server is a stdlib ``ThreadingHTTPServer`` on its own daemon thread, off faust's event
-loop and off the scoring executor, so a scrape never waits for an epoch. :class:`HealthMonitor`
+loop and off the scoring executor, so a scrape never waits for an epoch. It binds loopback unless
+``LADSDIN_METRICS_HOST`` says otherwise (0.0.0.0 in a container), drops a client that is silent
+for ``LADSDIN_METRICS_REQUEST_TIMEOUT_S`` and serves at most ``LADSDIN_METRICS_MAX_THREADS``
+requests at once. :class:`HealthMonitor`
 repeats the checks every ``LADSDIN_HEALTH_INTERVAL_S`` and samples the outbox backlog, so the
 dependency and backlog gauges stay current when nobody calls ``/ready``.
 """
@@ -23,6 +26,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from ladsdin.stream.connection import KafkaConnection, client_kwargs
 from ladsdin.stream.metrics import MetricsRecorder
 
 log = logging.getLogger(__name__)
@@ -37,7 +41,7 @@ class ReadinessProbe:
         timeout_s: per-check budget for Kafka (bootstrap and request timeouts).
     """
 
-    def __init__(self, bootstrap: str, topic: str, ping_redis: Callable[[], None], metrics: MetricsRecorder,
+    def __init__(self, bootstrap: str | KafkaConnection, topic: str, ping_redis: Callable[[], None], metrics: MetricsRecorder,
                  *, timeout_s: float = 3.0, min_interval_s: float = 1.0) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
@@ -81,7 +85,7 @@ class ReadinessProbe:
 
         try:
             if self._admin is None:
-                self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="ladsdin-ready",
+                self._admin = KafkaAdminClient(**client_kwargs(self.bootstrap), client_id="ladsdin-ready",
                                                request_timeout_ms=self.timeout_ms, bootstrap_timeout_ms=self.timeout_ms)
             topics = self._admin.list_topics()  # a real metadata round trip
         except Exception as exc:  # noqa: BLE001
@@ -124,20 +128,58 @@ class HealthMonitor(threading.Thread):
         self.join(5)
 
 
-class TelemetryServer:
-    """``/metrics``, ``/health`` and ``/ready`` on ``host:port`` (port 0: any free port)."""
+class _BoundedHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server that serves at most ``max_threads`` requests at once.
 
-    def __init__(self, host: str, port: int, metrics: MetricsRecorder, probe: ReadinessProbe) -> None:
+    A connection beyond the bound is closed at once (the client sees a reset and retries, as
+    Prometheus does), so a flood of slow clients cannot grow the worker's threads without end.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_threads: int) -> None:
+        self._slots = threading.BoundedSemaphore(max_threads)
+        self.refused = 0
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+class TelemetryServer:
+    """``/metrics``, ``/health`` and ``/ready`` on ``host:port`` (port 0: any free port).
+
+    Args:
+        host: the bind address (LADSDIN_METRICS_HOST; loopback by default).
+        request_timeout_s: a client that sends nothing for this long is dropped.
+        max_threads: requests served at once; further connections are closed.
+    """
+
+    def __init__(self, host: str, port: int, metrics: MetricsRecorder, probe: ReadinessProbe, *,
+                 request_timeout_s: float = 5.0, max_threads: int = 8) -> None:
         self.metrics = metrics
         self.probe = probe
-        self._httpd = ThreadingHTTPServer((host, port), _handler(self))
-        self._httpd.daemon_threads = True
+        self._httpd = _BoundedHTTPServer((host, port), _handler(self, request_timeout_s), max_threads)
         self.port = int(self._httpd.server_address[1])
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="ladsdin-telemetry", daemon=True)
 
     def start(self) -> TelemetryServer:
         self._thread.start()
-        log.info("serving /metrics, /health and /ready on port %d", self.port)
+        log.info("serving /metrics, /health and /ready on %s:%d", self._httpd.server_address[0], self.port)
         return self
 
     def stop(self) -> None:
@@ -157,10 +199,12 @@ class TelemetryServer:
         return (200 if ok else 503), {"ready": ok, "checks": checks}
 
 
-def _handler(server: TelemetryServer) -> type[BaseHTTPRequestHandler]:
+def _handler(server: TelemetryServer, request_timeout_s: float) -> type[BaseHTTPRequestHandler]:
     from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = request_timeout_s  # socket timeout of every read and write (StreamRequestHandler)
+
         def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
             path = self.path.split("?", 1)[0]
             if path == "/metrics" and server.metrics.registry is not None:

@@ -12,19 +12,21 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from ladsdin.stream.connection import KafkaConnection, client_kwargs
+
 log = logging.getLogger(__name__)
 #: Largest fetch of a reader: an inline epoch event or a DLQ record may be tens of MB.
 MAX_FETCH_BYTES = 64 * 1024 * 1024
 
 
-def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 1, replication_factor: int = 1) -> list[str]:
+def create_topics(bootstrap: str | KafkaConnection, names: Iterable[str], partitions: int = 1, replication_factor: int = 1) -> list[str]:
     """Create the missing topics among ``names``; return the ones created. Existing topics are
     left as they are (tansu cannot add partitions later, so create them with their final count)."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="ladsdin-admin", request_timeout_ms=10_000)
+    admin = KafkaAdminClient(**client_kwargs(bootstrap), client_id="ladsdin-admin", request_timeout_ms=10_000)
     created = []
     try:
         existing = set(admin.list_topics())
@@ -45,7 +47,7 @@ def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 1, rep
     return created
 
 
-def read_topics(bootstrap: str, topics: str | Iterable[str], *, idle_ms: int = 1500, follow: bool = False) -> Iterator[Any]:
+def read_topics(bootstrap: str | KafkaConnection, topics: str | Iterable[str], *, idle_ms: int = 1500, follow: bool = False) -> Iterator[Any]:
     """Every record of ``topics``, from offset 0 of each partition (kafka-python ``ConsumerRecord``).
 
     Without ``follow`` it stops once no record arrived for ``idle_ms``. With ``follow`` it never
@@ -55,7 +57,7 @@ def read_topics(bootstrap: str, topics: str | Iterable[str], *, idle_ms: int = 1
     from kafka import KafkaConsumer, TopicPartition
 
     names = [topics] if isinstance(topics, str) else list(topics)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=idle_ms,
+    consumer = KafkaConsumer(**client_kwargs(bootstrap), enable_auto_commit=False, consumer_timeout_ms=idle_ms,
                              max_partition_fetch_bytes=MAX_FETCH_BYTES, fetch_max_bytes=MAX_FETCH_BYTES)
     try:
         tps = [TopicPartition(t, p) for t in names for p in sorted(consumer.partitions_for_topic(t) or {0})]

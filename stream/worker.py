@@ -31,6 +31,7 @@ import faust
 
 from ladsdin.models.devices import configure_threads, resolve_device
 from ladsdin.state.redis_store import RedisStateStore
+from ladsdin.stream.connection import KafkaConnection, as_connection
 from ladsdin.stream.metrics import build_metrics
 from ladsdin.stream.outbox import OutboxPublisher, make_producer, sample_backlog
 from ladsdin.stream.processor import EpochProcessor, Outcome
@@ -43,11 +44,12 @@ log = logging.getLogger(__name__)
 EXIT_RESTART = 75
 
 
-def create_app(settings: Settings, bootstrap: str, redis_url: str, *, session_timeout_s: float = 6.0) -> faust.App:
+def create_app(settings: Settings, bootstrap: str | KafkaConnection, redis_url: str, *, session_timeout_s: float = 6.0) -> faust.App:
     """Build the worker app (not started).
 
     Args:
-        bootstrap: Kafka bootstrap servers ``host:port[,host:port]``.
+        bootstrap: Kafka bootstrap servers ``host:port[,host:port]`` (PLAINTEXT), or the
+            connection with its security settings (``settings.kafka()``), used by every client.
         redis_url: ``redis://host:port/db`` of the state store.
         session_timeout_s: consumer group session timeout; the embedded broker waits half of it
             on every JoinGroup, so it is kept short.
@@ -56,7 +58,7 @@ def create_app(settings: Settings, bootstrap: str, redis_url: str, *, session_ti
     faust_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust.App(
         settings.consumer_group,  # the app id is the consumer group
-        broker=f"kafka://{bootstrap}",
+        **as_connection(bootstrap).faust(),  # broker URL(s) and, when secured, broker_credentials
         store="memory://",
         value_serializer="raw",
         key_serializer="raw",
@@ -142,7 +144,7 @@ def create_app(settings: Settings, bootstrap: str, redis_url: str, *, session_ti
     return app
 
 
-def run_worker(settings: Settings, bootstrap: str, redis_url: str, loglevel: str = "info") -> int:
+def run_worker(settings: Settings, bootstrap: str | KafkaConnection, redis_url: str, loglevel: str = "info") -> int:
     """Run the worker until it is stopped (SIGTERM/SIGINT).
 
     Its four topics are created first when missing (a no-op where they exist): a consumer that
@@ -160,7 +162,8 @@ def run_worker(settings: Settings, bootstrap: str, redis_url: str, loglevel: str
     server = monitor = None
     if settings.metrics_port:
         try:
-            server = TelemetryServer(settings.metrics_host, settings.metrics_port, app.ladsdin_metrics, app.ladsdin_probe).start()
+            server = TelemetryServer(settings.metrics_host, settings.metrics_port, app.ladsdin_metrics, app.ladsdin_probe,
+                                     request_timeout_s=settings.metrics_request_timeout_s, max_threads=settings.metrics_max_threads).start()
         except OSError as exc:
             # Scoring matters more than its metrics: run on, and say how to fix it.
             log.error("cannot serve /metrics, /health, /ready on %s:%d (%s); the worker runs without them: set "
