@@ -33,7 +33,10 @@ def register_secret(secret: str | None) -> None:
             def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
                 record = previous(*args, **kwargs)
                 if _secrets:
-                    msg = record.getMessage()
+                    try:
+                        msg = record.getMessage()
+                    except Exception:  # noqa: BLE001 - a bad format string is logging's to report, at emit
+                        return record
                     clean = scrub(msg)
                     if clean != msg:
                         record.msg, record.args = clean, None

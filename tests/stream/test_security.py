@@ -241,3 +241,16 @@ def test_a_dlq_detail_never_carries_a_registered_secret():
     KafkaConnection("k:9092", "SASL_PLAINTEXT", "PLAIN", "u", SecretStr(KAFKA_SECRET))  # registers the secret
     rec = dlq_record(b"{}", "invalid_json", f"failed on sasl_plain_password={KAFKA_SECRET}", "t", 0, 1)
     assert KAFKA_SECRET not in json.dumps(rec) and "***" in rec["detail"]
+
+
+def test_the_log_scrubber_masks_secrets_and_survives_bad_format_strings(caplog):
+    from ladsdin.state.redaction import register_secret
+
+    register_secret(KAFKA_SECRET)
+    caplog.set_level(logging.INFO)
+    log = logging.getLogger("some.client")
+    log.info("config: %s", {"sasl_plain_password": KAFKA_SECRET})
+    assert "config:" in caplog.text and KAFKA_SECRET not in caplog.text
+    # a bad format string is logging's to report when the record is emitted: making the record must not raise
+    rec = logging.getLogRecordFactory()("some.client", logging.INFO, __file__, 1, "two placeholders %s %s", ("one",), None)
+    assert rec.args == ("one",)
