@@ -28,9 +28,9 @@ def redact(url: str) -> str:
     netloc_end = slash if slash != -1 else q
     netloc, tail = rest[:netloc_end], rest[netloc_end:]
     if "@" in netloc:
-        user = netloc.rsplit("@", 1)[0]
+        user, host = netloc.rsplit("@", 1)
         name = user.split(":", 1)[0] if ":" in user else ""
-        netloc = f"{name}:***@{netloc.rsplit('@', 1)[1]}"
+        netloc = f"{name}:***@{host}"
     tail = _SECRET_QUERY.sub(lambda m: f"{m.group(1)}=***", tail)
     return f"{scheme}://{netloc}{tail}"
 

@@ -51,8 +51,7 @@ class KafkaConnection:
         if self.sasl and not (self.sasl_mechanism and self.sasl_username and self.sasl_password is not None):
             raise ValueError(f"LADSDIN_KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs LADSDIN_KAFKA_SASL_MECHANISM, "
                              "LADSDIN_KAFKA_SASL_USERNAME and LADSDIN_KAFKA_SASL_PASSWORD")
-        if self.sasl_password is not None:
-            register_secret(self.sasl_password.get_secret_value())  # kafka-python logs its config at DEBUG
+        register_secret(self._password())  # kafka-python logs its config at DEBUG
         if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
             raise ValueError("LADSDIN_KAFKA_SSL_CERTFILE and LADSDIN_KAFKA_SSL_KEYFILE go together (mutual TLS)")
 
@@ -70,12 +69,14 @@ class KafkaConnection:
     def __repr__(self) -> str:
         return f"KafkaConnection({self.bootstrap!r}, {self.security_protocol}{', ' + self.sasl_mechanism if self.sasl else ''})"
 
+    def _password(self) -> str | None:
+        return self.sasl_password.get_secret_value() if self.sasl_password is not None else None
+
     def kafka_python(self) -> dict[str, Any]:
         """Keyword arguments of every kafka-python client (producer, consumer, admin)."""
         kw: dict[str, Any] = {"bootstrap_servers": self.bootstrap, "security_protocol": self.security_protocol}
         if self.sasl:
-            kw.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
-                      sasl_plain_password=self.sasl_password.get_secret_value() if self.sasl_password else None)
+            kw.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username, sasl_plain_password=self._password())
         if self.tls:
             kw.update(ssl_check_hostname=True, ssl_cafile=self.ssl_cafile, ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile)
         return kw
@@ -94,7 +95,7 @@ class KafkaConnection:
         kw: dict[str, Any] = {"broker": [f"kafka://{h.strip()}" for h in self.bootstrap.split(",") if h.strip()]}
         if self.sasl:
             kw["broker_credentials"] = faust.SASLCredentials(
-                username=self.sasl_username, password=self.sasl_password.get_secret_value() if self.sasl_password else None,
+                username=self.sasl_username, password=self._password(),
                 mechanism=self.sasl_mechanism, ssl_context=self.ssl_context() if self.tls else None)
         elif self.tls:
             kw["broker_credentials"] = faust.SSLCredentials(self.ssl_context())

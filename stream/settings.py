@@ -104,9 +104,10 @@ class Settings(BaseSettings):
 
     def kafka(self, bootstrap: str | None = None) -> KafkaConnection:
         """The Kafka connection of every client: ``bootstrap`` (default LADSDIN_KAFKA_BOOTSTRAP) and the security settings."""
-        return KafkaConnection(bootstrap or self.kafka_bootstrap or "", self.kafka_security_protocol, self.kafka_sasl_mechanism,
-                               self.kafka_sasl_username, self.kafka_sasl_password, self.kafka_ssl_cafile, self.kafka_ssl_certfile,
-                               self.kafka_ssl_keyfile)
+        return KafkaConnection(bootstrap or self.kafka_bootstrap or "", security_protocol=self.kafka_security_protocol,
+                               sasl_mechanism=self.kafka_sasl_mechanism, sasl_username=self.kafka_sasl_username,
+                               sasl_password=self.kafka_sasl_password, ssl_cafile=self.kafka_ssl_cafile,
+                               ssl_certfile=self.kafka_ssl_certfile, ssl_keyfile=self.kafka_ssl_keyfile)
 
     @property
     def topics(self) -> tuple[str, str, str, str]:
